@@ -1,0 +1,1 @@
+"""The `lineinspect` command line: one module per command group."""

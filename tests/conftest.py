@@ -1,0 +1,63 @@
+"""Fixtures shared by the test modules: run the CLI in-process, write small image files, and
+find the real data sets (skipping when they are absent)."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lineinspect.shared.cli.main import main
+from lineinspect.shared.config import get_settings
+from lineinspect.shared.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def logs_to_current_stderr() -> None:
+    """structlog keeps the stderr it was configured with; `main()` under capsys leaves it a
+    closed stream, so each test starts by pointing logs at the stderr of the moment."""
+    configure_logging()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `lineinspect ARGS...` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: object) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def write_image() -> Callable[..., Path]:
+    """Write a small image (grey level `value`) or mask (True pixels from `marked`) file."""
+
+    def write(path: Path, value: int = 128, size: int = 16, marked: bool | None = None) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if marked is None:
+            image = np.full((size, size, 3), value, np.uint8)
+        else:
+            image = np.zeros((size, size), np.uint8)
+            if marked:
+                image[4:8, 4:8] = 255
+        assert cv2.imwrite(str(path), image)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def real_data() -> Callable[[str], Path]:
+    """The folder of a real data set under the data dir, or skip the test when it is absent."""
+
+    def folder(name: str) -> Path:
+        path = get_settings().data_dir / name
+        if not path.is_dir():
+            pytest.skip(f"real data set {path} is absent (set LINEINSPECT_DATA_DIR; see shared/data/DATA.md)")
+        return path
+
+    return folder
