@@ -27,3 +27,12 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def apply_torch_threads() -> None:
+    """Limit torch's intra-op threads when LINEINSPECT_TORCH_THREADS is set (0 = torch's default)."""
+    threads = get_settings().torch_threads
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -1,0 +1,63 @@
+"""`lineinspect evaluate <kind>`: accuracy of a model package on a labelled split."""
+
+import argparse
+import json
+from pathlib import Path
+
+from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.datasets.manifest import read_manifest
+from lineinspect.shared.errors import DatasetError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a model package on a labelled split")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    anomaly = kinds.add_parser("anomaly", help="image/pixel AUROC, F1 and per-defect-type recall of an anomaly package")
+    anomaly.add_argument("--package", type=Path, required=True, help="anomaly model package directory")
+    anomaly.add_argument("--manifest", type=Path, required=True)
+    anomaly.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    anomaly.add_argument("--json", type=Path, help="write the figures as JSON here")
+    anomaly.add_argument("--html", type=Path, help="write an HTML report with every image here")
+    anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
+    anomaly.set_defaults(handler=_evaluate_anomaly)
+
+
+def _evaluate_anomaly(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.anomaly.evaluation import evaluate_anomaly
+    from lineinspect.shared.models.anomaly.inference import AnomalyModel
+
+    apply_torch_threads()
+    rows = [row for row in read_manifest(args.manifest) if row.split == args.split]
+    labelled = [row for row in rows if row.label in ("normal", "anomaly")]
+    if not labelled:
+        raise DatasetError(f"{args.manifest}: no labelled (normal/anomaly) images in split {args.split!r}")
+    model = AnomalyModel.from_package(args.package)
+    evaluation = evaluate_anomaly(model, labelled, progress=not args.no_progress, keep_images=args.html is not None)
+    figures = {"package": str(args.package), "split": args.split, **evaluation.figures}
+    print(format_figures(figures))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {args.json}")
+    if args.html:
+        from lineinspect.shared.models.anomaly.report import render_report
+
+        evaluation = type(evaluation)(figures, evaluation.images)
+        render_report(evaluation, args.html, f"Anomaly evaluation: {model.version} on {args.manifest.name} ({args.split})")
+        print(f"report written to {args.html}")
+    return 0
+
+
+def format_figures(figures: dict[str, object]) -> str:
+    lines = []
+    for name, value in figures.items():
+        if isinstance(value, dict):
+            continue
+        lines.append(f"{name:<20} {value:.4f}" if isinstance(value, float) else f"{name:<20} {value}")
+    per_type = figures.get("per_defect_type") or {}
+    if per_type:
+        lines.append(f"{'defect type':<20} {'n':>5} {'recall':>7} {'typing':>7}")
+        for name, row in per_type.items():
+            typing = "n/a" if row["typing_accuracy"] is None else f"{row['typing_accuracy']:.3f}"
+            lines.append(f"{name:<20} {row['n']:>5} {row['recall']:>7.3f} {typing:>7}")
+    return "\n".join(lines)

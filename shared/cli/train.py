@@ -1,0 +1,39 @@
+"""`lineinspect train <kind>`: train a model from a manifest and save it as a model package."""
+
+import argparse
+import json
+from pathlib import Path
+
+from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.datasets.manifest import read_manifest
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model package from a manifest")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    anomaly = kinds.add_parser(
+        "anomaly",
+        help="anomaly model from normal images (PatchCore-style memory bank)",
+        description=(
+            "Builds the memory bank from normal images of split 'train'. The threshold is F1-optimal on split "
+            "'calibration' when it holds labelled anomalies, else a quantile of held-back training normals plus a margin."
+        ),
+    )
+    anomaly.add_argument("--manifest", type=Path, required=True, help="manifest with a 'train' split")
+    anomaly.add_argument("--out", type=Path, required=True, help="package directory to write (replaced if present)")
+    anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
+    anomaly.set_defaults(handler=_train_anomaly)
+
+
+def _train_anomaly(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.anomaly.training import train_anomaly
+
+    apply_torch_threads()
+    rows = read_manifest(args.manifest)
+    package = train_anomaly(rows, args.out, progress=not args.no_progress, manifest_path=str(args.manifest.resolve()))
+    manifest = package.manifest
+    calibration = manifest.thresholds["calibration"]
+    print(f"anomaly package {manifest.version} written to {package.path}")
+    print(f"threshold {calibration['value']:.5g} ({calibration['method']}): {calibration['explanation']}")
+    print(json.dumps({"training_data": manifest.training_data}, indent=2))
+    return 0

@@ -1,0 +1,42 @@
+"""Settings of the anomaly model: one set of defaults for every dataset, recorded in each
+package's manifest so inference runs exactly as training did."""
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lineinspect.shared.models.backbone import BLOCK_STRIDES
+
+
+class AnomalyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size: int = Field(224, ge=64, le=1024, description="Images are resized to this square size (pixels).")
+    taps: tuple[int, ...] = Field(
+        (4, 10), description="EfficientNet-Lite0 blocks whose outputs form the patch features (stride 8 and 16)."
+    )
+    aggregate: int = Field(3, ge=1, description="Neighbourhood (k x k average) each patch feature is pooled over.")
+    coreset_fraction: float = Field(
+        0.25, gt=0.0, le=1.0, description="Share of each training image's patches kept in the memory bank (greedy k-centre)."
+    )
+    max_bank: int = Field(400_000, ge=1000, description="Cap on memory-bank patches; above it a seeded random subset is kept.")
+    exact_search_limit: int = Field(
+        16_384, ge=1, description="Banks up to this size are searched exactly; larger ones with an IVF index."
+    )
+    ivf_probes: int = Field(2, ge=1, description="Inverted lists searched per query in IVF search.")
+    blur_sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the heatmap, in pixels at input_size.")
+    holdout_fraction: float = Field(
+        0.15, gt=0.0, lt=1.0, description="Share of training normals held back to set the threshold when no calibration split exists."
+    )
+    batch_size: int = Field(8, ge=1, description="Images per backbone batch.")
+    seed: int = 0
+
+    @field_validator("taps")
+    @classmethod
+    def _valid_taps(cls, taps: tuple[int, ...]) -> tuple[int, ...]:
+        if not taps or any(t < 0 or t >= len(BLOCK_STRIDES) for t in taps):
+            raise ValueError(f"taps must be block indices 0..{len(BLOCK_STRIDES) - 1}")
+        return tuple(sorted(set(taps)))
+
+    @property
+    def grid_stride(self) -> int:
+        """Stride of the patch grid: that of the finest tap."""
+        return BLOCK_STRIDES[min(self.taps)]

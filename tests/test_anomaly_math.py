@@ -1,0 +1,104 @@
+"""The math of the anomaly model on its own: coreset selection, nearest-patch search (exact
+and inverted-file), smoothing, region finding and threshold choice."""
+
+import numpy as np
+import pytest
+import torch
+
+from lineinspect.shared.models.anomaly.calibration import f1_optimal_threshold, normal_quantile_threshold
+from lineinspect.shared.models.anomaly.metrics import PixelAuroc
+from lineinspect.shared.models.anomaly.regions import find_regions
+from lineinspect.shared.models.anomaly.torch_model import (
+    NearestPatchSearch,
+    gaussian_blur,
+    greedy_coreset,
+    ivf_list_count,
+    kmeans,
+)
+
+
+def test_greedy_coreset_takes_one_patch_from_each_far_cluster() -> None:
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    points = centres.repeat_interleave(20, 0) + torch.randn(60, 2, generator=generator)
+    chosen = greedy_coreset(points[None], 3, generator=generator)[0]
+    assert sorted((chosen // 20).tolist()) == [0, 1, 2]
+
+
+def test_greedy_coreset_only_chooses_valid_patches() -> None:
+    points = torch.randn(2, 50, 4, generator=torch.Generator().manual_seed(1))
+    valid = torch.zeros(2, 50, dtype=torch.bool)
+    valid[0, :10] = True
+    valid[1, 40:] = True
+    chosen = greedy_coreset(points, 5, valid=valid)
+    assert all(valid[0, chosen[0]]) and all(valid[1, chosen[1]])
+    assert len(set(chosen[0].tolist())) == 5
+
+
+def test_exact_search_matches_brute_force() -> None:
+    generator = torch.Generator().manual_seed(2)
+    bank, queries = torch.randn(500, 16, generator=generator), torch.randn(40, 16, generator=generator)
+    expected = torch.cdist(queries, bank).min(dim=1).values
+    assert torch.allclose(NearestPatchSearch(bank).distances(queries), expected, atol=1e-3)
+
+
+def test_inverted_file_search_is_exact_when_all_lists_are_probed_and_never_too_small() -> None:
+    generator = torch.Generator().manual_seed(3)
+    bank, queries = torch.randn(3000, 16, generator=generator), torch.randn(200, 16, generator=generator)
+    expected = torch.cdist(queries, bank).min(dim=1).values
+    centroids = kmeans(bank, 32, seed=0)
+    everything = NearestPatchSearch(bank, centroids, probes=32).distances(queries)
+    assert torch.allclose(everything, expected, atol=1e-3)
+    approximate = NearestPatchSearch(bank, centroids, probes=2).distances(queries)
+    # Searching fewer lists can only miss the true nearest patch, never find a closer one.
+    assert bool((approximate >= expected - 1e-3).all())
+    assert float((approximate - expected).abs().lt(1e-3).float().mean()) > 0.5
+
+
+def test_kmeans_is_seeded() -> None:
+    data = torch.randn(2000, 8, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(kmeans(data, 16, seed=5), kmeans(data, 16, seed=5))
+    assert ivf_list_count(100_000) >= 16
+
+
+def test_gaussian_blur_keeps_a_flat_map_flat_and_spreads_a_peak() -> None:
+    flat = torch.full((1, 32, 32), 3.0)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat)
+    peak = torch.zeros(1, 33, 33)
+    peak[0, 16, 16] = 1.0
+    blurred = gaussian_blur(peak, 2.0)
+    assert blurred[0, 16, 16] < 1.0 and blurred[0, 16, 18] > 0
+    assert float(blurred.sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_find_regions_returns_every_region_with_its_box_strongest_first() -> None:
+    heat = np.zeros((60, 80), np.float32)
+    heat[:] = 0.2  # a quiet product
+    heat[10:20, 5:15] = 1.5  # strong region
+    heat[40:50, 60:75] = 1.1  # weaker region
+    heat[30:32, 30:32] = 0.9  # below the seed level: not a region
+    regions = find_regions(heat)
+    assert [(r.x1, r.y1, r.x2, r.y2) for r in regions] == [(5, 10, 15, 20), (60, 40, 75, 50)]
+    assert regions[0].score == pytest.approx(1.5) and regions[0].area_px == 100
+
+
+def test_f1_optimal_threshold_separates_separable_scores() -> None:
+    threshold = f1_optimal_threshold(np.array([1.0, 2.0, 3.0]), np.array([5.0, 6.0]))
+    assert 3.0 < threshold.value <= 5.0
+    assert threshold.method == "f1_optimal" and threshold.f1 == 1.0
+
+
+def test_normal_quantile_threshold_states_quantile_and_margin() -> None:
+    threshold = normal_quantile_threshold(np.linspace(0.0, 10.0, 101))
+    assert threshold.value == pytest.approx(9.9 * 1.1)
+    assert "0.99 quantile" in threshold.explanation and "10% margin" in threshold.explanation
+
+
+def test_pixel_auroc_is_one_for_perfect_and_half_for_flat_maps() -> None:
+    truth = np.zeros((20, 20), bool)
+    truth[5:10, 5:10] = True
+    perfect = PixelAuroc()
+    perfect.add(truth.astype(np.float32), truth)
+    flat = PixelAuroc()
+    flat.add(np.ones((20, 20), np.float32), truth)
+    assert perfect.value() == pytest.approx(1.0) and flat.value() == pytest.approx(0.5)
