@@ -85,6 +85,7 @@ class AnomalyModel:
         defect_types: DefectTypes | None = None,
         version: str = "unsaved",
         extractor: torch.nn.Module | None = None,
+        channel_scales: torch.Tensor | None = None,
     ) -> None:
         self.config = config
         self.search = search
@@ -93,7 +94,10 @@ class AnomalyModel:
         self.version = version
         if extractor is None:  # callers that already froze one (training) pass it in
             example = torch.zeros(1, 3, config.input_size, config.input_size)
-            extractor = frozen_for_inference(PatchFeatures(config.taps, config.aggregate), example)
+            features = PatchFeatures(config.taps, config.aggregate)
+            if channel_scales is not None:
+                features.channel_scales.copy_(channel_scales)
+            extractor = frozen_for_inference(features, example)
         self.extractor = extractor
 
     # ---- loading -------------------------------------------------------------------------
@@ -106,9 +110,14 @@ class AnomalyModel:
         labels = list(settings.pop("defect_type_labels", []))
         config = AnomalyConfig.model_validate(settings)
         tensors = package.tensors
-        search = NearestPatchSearch(tensors["memory_bank"], tensors.get("ivf_centroids"), config.ivf_probes)
+        search = NearestPatchSearch(
+            tensors["memory_bank"], tensors.get("ivf_centroids"), config.ivf_probes, tensors.get("search_projection")
+        )
         defect_types = DefectTypes(tensors.get("defect_type_descriptors", torch.zeros(0, 1)), labels)
-        return cls(config, search, manifest.thresholds["image"], defect_types, manifest.version)
+        return cls(
+            config, search, manifest.thresholds["image"], defect_types, manifest.version,
+            channel_scales=tensors.get("channel_scales"),
+        )
 
     def with_threshold(self, threshold: float) -> "AnomalyModel":
         clone = object.__new__(AnomalyModel)

@@ -25,6 +25,8 @@ class PatchFeatures(nn.Module):
         self.backbone = Lite0Features(taps, pretrained=pretrained)
         self.pool = nn.AvgPool2d(aggregate, stride=1, padding=aggregate // 2, count_include_pad=False)
         self.dim = sum(self.backbone.channels())
+        # Per-channel multipliers applied to the concatenated features (1 = raw); see channel_scales_for.
+        self.register_buffer("channel_scales", torch.ones(self.dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         taps = self.backbone(x)
@@ -35,7 +37,23 @@ class PatchFeatures(nn.Module):
             if tap.shape[-2:] != size:
                 tap = F.interpolate(tap, size=size, mode="bilinear", align_corners=False)
             pooled.append(tap)
-        return torch.cat(pooled, dim=1)
+        return torch.cat(pooled, dim=1) * self.channel_scales[None, :, None, None]
+
+
+@torch.inference_mode()
+def channel_scales_for(features: PatchFeatures, batch: torch.Tensor, tap_balance: float = 0.0) -> torch.Tensor:
+    """Per-channel 1/std over the patches of `batch` (times the current scales), normalised
+    to mean 1: every channel then counts equally in the distances. `tap_balance` moves the
+    taps' shares of the distance from proportional to their widths (0) to equal (1), so a
+    wide deep tap need not outweigh the finer, narrower ones."""
+    patches = features(batch).transpose(0, 1).reshape(features.dim, -1)
+    std = patches.std(dim=1).clamp_min(1e-3 * float(patches.std()))
+    scales = features.channel_scales / std
+    if tap_balance:
+        widths = features.backbone.channels()
+        share = torch.cat([torch.full((w,), (features.dim / (len(widths) * w)) ** (0.5 * tap_balance)) for w in widths])
+        scales = scales * share
+    return scales / scales.mean()
 
 
 def greedy_coreset(
@@ -109,9 +127,18 @@ class NearestPatchSearch:
     by partition, so one product per partition serves every query of a batch that probes it.
     """
 
-    def __init__(self, bank: torch.Tensor, centroids: torch.Tensor | None = None, probes: int = 2) -> None:
+    def __init__(
+        self,
+        bank: torch.Tensor,
+        centroids: torch.Tensor | None = None,
+        probes: int = 2,
+        projection: torch.Tensor | None = None,
+    ) -> None:
+        """`projection` (D, d), when given, maps query features to the space of `bank` and
+        `centroids` (already projected), e.g. the top principal axes of the bank."""
         bank = bank.float()
         self.probes = probes
+        self.projection = None if projection is None or projection.numel() == 0 else projection.float().contiguous()
         self.centroids = None if centroids is None or len(centroids) == 0 else centroids.float().contiguous()
         if self.centroids is None:
             self.bank = bank.contiguous()
@@ -130,7 +157,10 @@ class NearestPatchSearch:
 
     def distances(self, queries: torch.Tensor) -> torch.Tensor:
         """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
-        queries = queries.float().contiguous()
+        queries = queries.float()
+        if self.projection is not None:
+            queries = queries @ self.projection
+        queries = queries.contiguous()
         queries_sq = (queries * queries).sum(1)
         best = torch.full((len(queries),), math.inf)
         if self.centroids is None:
@@ -153,6 +183,16 @@ class NearestPatchSearch:
                     nearest = squared_distances(queries[who], self.bank[members], self._bank_sq[members]).min(1).values
                     best[who] = torch.minimum(best[who], nearest)
         return (best + queries_sq).clamp_min(0).sqrt()
+
+
+def principal_axes(vectors: torch.Tensor, dims: int, seed: int = 0, sample: int = 65536) -> torch.Tensor:
+    """(N, D) -> (D, dims): the top principal axes of a seeded subsample. Projecting onto them
+    keeps most of the distance structure at a fraction of the search cost."""
+    generator = torch.Generator().manual_seed(seed)
+    subset = vectors[torch.randperm(len(vectors), generator=generator)[:sample]].double()
+    subset = subset - subset.mean(0)
+    _, vecs = torch.linalg.eigh(subset.T @ subset)
+    return vecs[:, -dims:].flip(1).float().contiguous()
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:

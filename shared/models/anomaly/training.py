@@ -24,9 +24,11 @@ from lineinspect.shared.models.anomaly.inference import AnomalyModel, DefectType
 from lineinspect.shared.models.anomaly.torch_model import (
     NearestPatchSearch,
     PatchFeatures,
+    channel_scales_for,
     greedy_coreset,
     ivf_list_count,
     kmeans,
+    principal_axes,
 )
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
 from lineinspect.shared.models.package import ModelPackage, save_package
@@ -196,10 +198,20 @@ def train_anomaly(
     if plan.ignored_anomalies:
         log.warning("anomalies in split 'train' are not used for the memory bank", count=plan.ignored_anomalies)
     started = time.perf_counter()
-    frozen = frozen_for_inference(PatchFeatures(config.taps, config.aggregate), torch.zeros(1, 3, config.input_size, config.input_size))
+    features = PatchFeatures(config.taps, config.aggregate).eval()
+    if config.channel_norm:
+        # Channel scales from up to 16 bank images spread over the list.
+        sample = [load_row(row) for row in plan.bank[:: max(1, len(plan.bank) // 16)][:16]]
+        batch = to_input_tensor([prepare_image(image, config.input_size, mask) for image, mask in sample])
+        features.channel_scales.copy_(channel_scales_for(features, batch, config.tap_balance))
+    frozen = frozen_for_inference(features, torch.zeros(1, 3, config.input_size, config.input_size))
     bank, patches_seen = build_memory_bank(frozen, plan.bank, config, progress)
+    projection = None
+    if 0 < config.search_dims < bank.shape[1]:
+        projection = principal_axes(bank, config.search_dims, seed=config.seed)
+        bank = (bank @ projection).contiguous()
     centroids = kmeans(bank, ivf_list_count(len(bank)), seed=config.seed) if len(bank) > config.exact_search_limit else None
-    search = NearestPatchSearch(bank, centroids, config.ivf_probes)
+    search = NearestPatchSearch(bank, centroids, config.ivf_probes, projection)
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
     threshold = choose_threshold(model, plan, progress)
     defect_types = defect_type_descriptors(model, plan.calibration)
@@ -210,6 +222,10 @@ def train_anomaly(
         threshold=round(threshold.value, 5), method=threshold.method, seconds=round(seconds, 1),
     )
     tensors = {"memory_bank": bank}
+    if projection is not None:
+        tensors["search_projection"] = projection
+    if config.channel_norm:
+        tensors["channel_scales"] = features.channel_scales.clone()
     if centroids is not None:
         tensors["ivf_centroids"] = centroids
     if defect_types.labels:
