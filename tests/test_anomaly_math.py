@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lineinspect.shared.models.anomaly.calibration import f1_optimal_threshold, normal_quantile_threshold
+from lineinspect.shared.models.anomaly.inference import ReferenceLevels, whole_product_region
 from lineinspect.shared.models.anomaly.metrics import PixelAuroc
 from lineinspect.shared.models.anomaly.regions import find_regions
 from lineinspect.shared.models.anomaly.torch_model import (
@@ -102,3 +103,19 @@ def test_pixel_auroc_is_one_for_perfect_and_half_for_flat_maps() -> None:
     flat = PixelAuroc()
     flat.add(np.ones((20, 20), np.float32), truth)
     assert perfect.value() == pytest.approx(1.0) and flat.value() == pytest.approx(0.5)
+
+
+def test_image_score_is_the_larger_of_peak_and_mean_relative_to_normal_levels() -> None:
+    levels = ReferenceLevels(peak=10.0, mean=4.0)
+    assert levels.score(10.0, 2.0) == pytest.approx(1.0)  # a normal-looking peak
+    assert levels.score(25.0, 2.0) == pytest.approx(2.5)  # a local defect
+    assert levels.score(8.0, 6.0) == pytest.approx(1.5)  # the whole product off, no single spot
+    assert ReferenceLevels().score(3.0, 100.0) == pytest.approx(3.0)  # mean term off by default
+
+
+def test_whole_product_region_boxes_the_product() -> None:
+    mask = np.zeros((40, 50), bool)
+    mask[5:25, 10:30] = True
+    region = whole_product_region(mask, 50, 40, 1.3)
+    assert (region.x1, region.y1, region.x2, region.y2, region.area_px) == (10, 5, 30, 25, 400)
+    assert whole_product_region(None, 50, 40, 1.3).area_px == 2000

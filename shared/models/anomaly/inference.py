@@ -57,6 +57,32 @@ class DefectTypes:
 BACKGROUND_FILL = np.array([104, 116, 124], np.uint8)
 
 
+@dataclass(frozen=True)
+class ReferenceLevels:
+    """How high a normal image's anomaly map goes: the 0.99 quantiles, over normal images the
+    bank did not see, of the map's peak and of its mean over the product.
+
+    The image score is the larger of peak / peak level (a local defect) and mean / mean level
+    (the whole product looks off: uneven finish, wrong lighting, a foreign product); each
+    term is 1.0 for a normal image at the 99th percentile."""
+
+    peak: float = 1.0
+    mean: float = math.inf  # inf: the mean term is off
+
+    def score(self, peak: float, mean: float) -> float:
+        return max(peak / self.peak, mean / self.mean)
+
+
+def whole_product_region(product_mask: np.ndarray | None, width: int, height: int, score: float) -> DefectRegion:
+    if product_mask is None or not product_mask.any():
+        return DefectRegion(x1=0, y1=0, x2=width, y2=height, score=score, area_px=width * height)
+    ys, xs = np.nonzero(product_mask)
+    return DefectRegion(
+        x1=int(xs.min()), y1=int(ys.min()), x2=int(xs.max()) + 1, y2=int(ys.max()) + 1,
+        score=score, area_px=int(product_mask.sum()),
+    )
+
+
 def prepare_image(image: np.ndarray, size: int, product_mask: np.ndarray | None = None) -> np.ndarray:
     """Any-sized BGR image -> (size, size) BGR image the backbone sees. With a product mask,
     the background is painted over first (in training and inference alike), so clutter
@@ -86,10 +112,12 @@ class AnomalyModel:
         version: str = "unsaved",
         extractor: torch.nn.Module | None = None,
         channel_scales: torch.Tensor | None = None,
+        levels: "ReferenceLevels | None" = None,
     ) -> None:
         self.config = config
         self.search = search
         self.threshold = float(threshold)
+        self.levels = levels or ReferenceLevels()
         self.defect_types = defect_types or DefectTypes(torch.zeros(0, 1), [])
         self.version = version
         if extractor is None:  # callers that already froze one (training) pass it in
@@ -114,15 +142,19 @@ class AnomalyModel:
             tensors["memory_bank"], tensors.get("ivf_centroids"), config.ivf_probes, tensors.get("search_projection")
         )
         defect_types = DefectTypes(tensors.get("defect_type_descriptors", torch.zeros(0, 1)), labels)
+        thresholds = manifest.thresholds
         return cls(
-            config, search, manifest.thresholds["image"], defect_types, manifest.version,
+            config, search, thresholds["image"], defect_types, manifest.version,
             channel_scales=tensors.get("channel_scales"),
+            levels=ReferenceLevels(thresholds["peak_level"], thresholds["mean_level"]),
         )
 
-    def with_threshold(self, threshold: float) -> "AnomalyModel":
+    def calibrated(self, threshold: float, levels: "ReferenceLevels") -> "AnomalyModel":
+        """The same model with another threshold and reference levels (used by training)."""
         clone = object.__new__(AnomalyModel)
         clone.__dict__.update(self.__dict__)
         clone.threshold = float(threshold)
+        clone.levels = levels
         return clone
 
     # ---- scoring -------------------------------------------------------------------------
@@ -166,24 +198,53 @@ class AnomalyModel:
                 predictions.append(self._finish(image, masks[start + offset], maps[offset], features[offset]))
         return predictions
 
+    def measure(
+        self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None] | None = None
+    ) -> list[tuple[float, float]]:
+        """(peak, mean) of each image's raw anomaly map inside the product: what the image
+        score is made of, before the reference levels and threshold apply (training uses it)."""
+        masks = list(product_masks) if product_masks is not None else [None] * len(images)
+        out: list[tuple[float, float]] = []
+        for start in range(0, len(images), self.config.batch_size):
+            batch, batch_masks = images[start : start + self.config.batch_size], masks[start : start + self.config.batch_size]
+            maps, _ = self.score_maps(batch, batch_masks)
+            for image, mask, raw_map in zip(batch, batch_masks, maps):
+                out.append(self._measure(image, mask, raw_map)[:2])
+        return out
+
+    @staticmethod
+    def _measure(image: np.ndarray, product_mask: np.ndarray | None, raw_map: torch.Tensor) -> tuple[float, float, np.ndarray]:
+        height, width = image.shape[:2]
+        full = cv2.resize(raw_map.numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
+        if product_mask is None:
+            return float(full.max()), float(full.mean()), full
+        if not product_mask.any():
+            return 0.0, 0.0, np.zeros_like(full)
+        full = np.where(product_mask, full, np.float32(0.0)).astype(np.float32)
+        return float(full.max()), float(full[product_mask].mean()), full
+
     def _finish(
         self, image: np.ndarray, product_mask: np.ndarray | None, raw_map: torch.Tensor, features: torch.Tensor
     ) -> AnomalyPrediction:
         height, width = image.shape[:2]
-        normalised = raw_map.numpy() * (1.0 / self.threshold)
-        heatmap = cv2.resize(normalised, (width, height), interpolation=cv2.INTER_LINEAR)
-        if product_mask is not None:
-            heatmap = np.where(product_mask, heatmap, np.float32(0.0)).astype(np.float32)
-        peak = float(heatmap.max()) if heatmap.size else 0.0
-        score = peak * self.threshold
+        peak, mean, full = self._measure(image, product_mask, raw_map)
+        score = self.levels.score(peak, mean)
+        normalised_score = score / self.threshold
+        # The heatmap is scaled so 1.0 is where a local peak alone makes the image anomalous.
+        pixel_threshold = self.levels.peak * self.threshold
+        heatmap = (full * (1.0 / pixel_threshold)).astype(np.float32)
         regions = find_regions(heatmap)
+        if normalised_score >= 1.0 and not regions:
+            # Anomalous as a whole (the product's overall level, not one spot): one region
+            # over the product, so every anomalous image names where to look.
+            regions = [whole_product_region(product_mask, width, height, normalised_score)]
         if regions:
-            regions = self._typed(regions, features, normalised, width, height)
+            regions = self._typed(regions, features, raw_map.numpy() * (1.0 / pixel_threshold), width, height)
         return AnomalyPrediction(
             score=score,
             threshold=self.threshold,
-            normalised_score=peak,
-            decision="anomalous" if peak >= 1.0 else "normal",
+            normalised_score=normalised_score,
+            decision="anomalous" if normalised_score >= 1.0 else "normal",
             heatmap=heatmap,
             regions=regions,
         )

@@ -18,9 +18,20 @@ from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image, read_mask
 from lineinspect.shared.logs import get_logger
-from lineinspect.shared.models.anomaly.calibration import Threshold, f1_optimal_threshold, normal_quantile_threshold
+from lineinspect.shared.models.anomaly.calibration import (
+    NORMAL_QUANTILE,
+    Threshold,
+    f1_optimal_threshold,
+    normal_quantile_threshold,
+)
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
-from lineinspect.shared.models.anomaly.inference import AnomalyModel, DefectTypes, prepare_image, region_descriptor
+from lineinspect.shared.models.anomaly.inference import (
+    AnomalyModel,
+    DefectTypes,
+    ReferenceLevels,
+    prepare_image,
+    region_descriptor,
+)
 from lineinspect.shared.models.anomaly.torch_model import (
     NearestPatchSearch,
     PatchFeatures,
@@ -150,27 +161,36 @@ def defect_type_descriptors(model: AnomalyModel, rows: Sequence[ManifestRow]) ->
     return DefectTypes(torch.stack(descriptors), labels)
 
 
-def score_rows(model: AnomalyModel, rows: Sequence[ManifestRow], progress: bool = False, desc: str = "scoring") -> np.ndarray:
-    scores: list[float] = []
+def measure_rows(
+    model: AnomalyModel, rows: Sequence[ManifestRow], progress: bool = False, desc: str = "scoring"
+) -> np.ndarray:
+    """(N, 2): the peak and mean of each row's anomaly map (see `AnomalyModel.measure`)."""
+    out: list[tuple[float, float]] = []
     batches = range(0, len(rows), model.config.batch_size)
     for start in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         loaded = [load_row(row) for row in rows[start : start + model.config.batch_size]]
-        predictions = model.predict([image for image, _ in loaded], [mask for _, mask in loaded])
-        scores.extend(p.score for p in predictions)
-    return np.asarray(scores, dtype=np.float64)
+        out.extend(model.measure([image for image, _ in loaded], [mask for _, mask in loaded]))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
-def choose_threshold(model: AnomalyModel, plan: TrainingPlan, progress: bool) -> Threshold:
-    # Score with threshold 1.0 so raw scores come out; the real threshold is set afterwards.
-    raw = model.with_threshold(1.0)
+def reference_levels(normal: np.ndarray) -> ReferenceLevels:
+    """0.99 quantiles of the peak and mean of held-back normal maps."""
+    peak, mean = (float(np.quantile(normal[:, i], NORMAL_QUANTILE)) for i in range(2))
+    return ReferenceLevels(peak=max(peak, 1e-6), mean=max(mean, 1e-6))
+
+
+def choose_threshold(model: AnomalyModel, plan: TrainingPlan, progress: bool) -> tuple[Threshold, ReferenceLevels]:
+    """Reference levels from the normal images the bank did not see, then the threshold on
+    the image score they define."""
     if plan.calibrates_on_anomalies:
-        normals = [row for row in plan.calibration if row.label == "normal"]
-        anomalies = [row for row in plan.calibration if row.label == "anomaly"]
-        return f1_optimal_threshold(
-            score_rows(raw, normals, progress, "calibration normals"),
-            score_rows(raw, anomalies, progress, "calibration anomalies"),
-        )
-    return normal_quantile_threshold(score_rows(raw, plan.held_back, progress, "held-back normals"))
+        normals = measure_rows(model, [r for r in plan.calibration if r.label == "normal"], progress, "calibration normals")
+        anomalies = measure_rows(model, [r for r in plan.calibration if r.label == "anomaly"], progress, "calibration anomalies")
+        levels = reference_levels(normals)
+        score = lambda m: np.array([levels.score(p, q) for p, q in m])  # noqa: E731
+        return f1_optimal_threshold(score(normals), score(anomalies)), levels
+    normals = measure_rows(model, plan.held_back, progress, "held-back normals")
+    levels = reference_levels(normals)
+    return normal_quantile_threshold(np.array([levels.score(p, q) for p, q in normals])), levels
 
 
 def _summary(rows: Sequence[ManifestRow]) -> dict[str, object]:
@@ -213,7 +233,7 @@ def train_anomaly(
     centroids = kmeans(bank, ivf_list_count(len(bank)), seed=config.seed) if len(bank) > config.exact_search_limit else None
     search = NearestPatchSearch(bank, centroids, config.ivf_probes, projection)
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
-    threshold = choose_threshold(model, plan, progress)
+    threshold, levels = choose_threshold(model, plan, progress)
     defect_types = defect_type_descriptors(model, plan.calibration)
     seconds = time.perf_counter() - started
     log.info(
@@ -246,7 +266,17 @@ def train_anomaly(
             ),
         },
         config={**config.model_dump(mode="json"), "defect_type_labels": defect_types.labels},
-        thresholds={"image": threshold.value, "calibration": threshold.as_dict()},
+        thresholds={
+            "image": threshold.value,
+            "peak_level": levels.peak,
+            "mean_level": levels.mean,
+            "score": (
+                "image score = max(peak / peak_level, mean / mean_level) of the anomaly map inside the product; "
+                "levels = 0.99 quantiles on normal images the memory bank did not see; anomalous when "
+                "score >= image threshold; heatmap 1.0 = peak_level * image threshold"
+            ),
+            "calibration": threshold.as_dict(),
+        },
         training_data={
             "manifest": manifest_path,
             "memory_bank_images": _summary(plan.bank),
