@@ -178,3 +178,18 @@ def test_training_without_train_images_says_what_to_do(cli, tmp_path: Path) -> N
     manifest = synthesize_dataset(tmp_path / "data", ["disc"], count=4, seed=1, size=64)
     code, _, err = cli("train", "anomaly", "--manifest", manifest, "--out", tmp_path / "pkg")
     assert code == 2 and "datasets split" in err
+
+
+def test_training_settings_can_be_overridden_and_are_recorded(cli, tmp_path: Path) -> None:
+    manifest = synthesize_dataset(tmp_path / "data", ["disc"], count=12, seed=2, size=96, anomaly_fraction=0.0)
+    code, _, err = cli("datasets", "split", manifest, "--train-normal-fraction", "1.0", "--seed", "0", "--out", tmp_path / "m.jsonl")
+    assert code == 0, err
+    code, _, err = cli("train", "anomaly", "--manifest", tmp_path / "m.jsonl", "--out", tmp_path / "pkg",
+                       "--set", "taps=4,10,14", "--set", "input_size=160", "--no-progress")
+    assert code == 0, err
+    config = load_package(tmp_path / "pkg", "anomaly").manifest.config
+    assert config["taps"] == [4, 10, 14] and config["input_size"] == 160
+    code, _, err = cli("train", "anomaly", "--manifest", tmp_path / "m.jsonl", "--out", tmp_path / "bad", "--set", "colour=blue")
+    assert code == 2 and "KEY one of" in err and "taps" in err
+    code, _, err = cli("train", "anomaly", "--manifest", tmp_path / "m.jsonl", "--out", tmp_path / "bad", "--set", "input_size=7")
+    assert code == 2 and "input_size" in err

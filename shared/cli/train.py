@@ -4,8 +4,11 @@ import argparse
 import json
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 from lineinspect.shared.config import apply_torch_threads
 from lineinspect.shared.datasets.manifest import read_manifest
+from lineinspect.shared.errors import LineinspectError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,16 +24,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     anomaly.add_argument("--manifest", type=Path, required=True, help="manifest with a 'train' split")
     anomaly.add_argument("--out", type=Path, required=True, help="package directory to write (replaced if present)")
+    anomaly.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a setting of shared/models/anomaly/config.py, e.g. --set taps=4,10,14 (recorded in the package)",
+    )
     anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
     anomaly.set_defaults(handler=_train_anomaly)
 
 
+def parse_overrides(pairs: list[str], model: type[BaseModel]) -> BaseModel:
+    """`KEY=VALUE` strings -> a validated settings model; lists are comma-separated."""
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in model.model_fields:
+            raise LineinspectError(
+                f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(model.model_fields))}"
+            )
+        values[key] = value.split(",") if "," in value or key == "taps" else value
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise LineinspectError(f"--set {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
 def _train_anomaly(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.anomaly.config import AnomalyConfig
     from lineinspect.shared.models.anomaly.training import train_anomaly
 
     apply_torch_threads()
+    config = parse_overrides(args.overrides, AnomalyConfig)
     rows = read_manifest(args.manifest)
-    package = train_anomaly(rows, args.out, progress=not args.no_progress, manifest_path=str(args.manifest.resolve()))
+    package = train_anomaly(
+        rows, args.out, config, progress=not args.no_progress, manifest_path=str(args.manifest.resolve())
+    )
     manifest = package.manifest
     calibration = manifest.thresholds["calibration"]
     print(f"anomaly package {manifest.version} written to {package.path}")
