@@ -21,6 +21,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
     anomaly.set_defaults(handler=_evaluate_anomaly)
 
+    mask = kinds.add_parser(
+        "mask", help="product-mask IoU per image type; repeat --manifest to check a new model on every older data set"
+    )
+    mask.add_argument("--package", required=True, help="mask package directory, or 'whole_frame'")
+    mask.add_argument("--manifest", type=Path, action="append", required=True, help="repeatable")
+    mask.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    mask.add_argument("--json", type=Path, help="write the figures as JSON here")
+    mask.add_argument("--html", type=Path, help="write an HTML report, worst masks first")
+    mask.add_argument("--no-progress", action="store_true", help="no progress bars")
+    mask.set_defaults(handler=_evaluate_mask)
+
+
+def _evaluate_mask(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.mask.evaluation import evaluate_masks, render_mask_report
+    from lineinspect.shared.models.mask.inference import load_mask_finder
+
+    apply_torch_threads()
+    rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.product_mask]
+    if not rows:
+        raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
+    finder = load_mask_finder(args.package)
+    figures, results = evaluate_masks(finder, rows, progress=not args.no_progress)
+    figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest], **figures}
+    print(f"{'image type':<20} {'n':>5} {'IoU mean':>9} {'IoU min':>8}")
+    for name, row in figures["per_image_type"].items():
+        print(f"{name:<20} {row['n']:>5} {row['iou_mean']:>9.4f} {row['iou_min']:>8.4f}")
+    print(f"{'all':<20} {figures['n_images']:>5} {figures['iou_mean']:>9.4f}   ({figures['images_per_second']:.1f} images/s)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {args.json}")
+    if args.html:
+        render_mask_report(figures, results, finder, args.html, f"Mask evaluation: {finder.version} ({args.split})")
+        print(f"report written to {args.html}")
+    return 0
+
 
 def _evaluate_anomaly(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.anomaly.evaluation import evaluate_anomaly

@@ -31,6 +31,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
     anomaly.set_defaults(handler=_train_anomaly)
 
+    mask = kinds.add_parser(
+        "mask",
+        help="mask finder: product vs background, one model for every image type in the manifest",
+        description=(
+            "Trains on (image, product mask) pairs of split 'train' of all image types at once, with augmentation "
+            "and early stopping on split 'validation' (or a held-out share of train)."
+        ),
+    )
+    mask.add_argument("--manifest", type=Path, action="append", required=True,
+                      help="manifest with product masks; repeat to train on several data sets at once")
+    mask.add_argument("--out", type=Path, required=True, help="package directory to write (replaced if present)")
+    mask.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a setting of shared/models/mask/config.py, e.g. --set max_minutes=5")
+    mask.add_argument("--no-progress", action="store_true", help="no progress bars")
+    mask.set_defaults(handler=_train_mask)
+
+
+def _train_mask(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.mask.config import MaskConfig
+    from lineinspect.shared.models.mask.training import train_mask
+
+    apply_torch_threads()
+    config = parse_overrides(args.overrides, MaskConfig)
+    rows = [row for path in args.manifest for row in read_manifest(path)]
+    package = train_mask(rows, args.out, config, progress=not args.no_progress,
+                         manifest_path=",".join(str(p.resolve()) for p in args.manifest))
+    metrics = package.manifest.metrics
+    print(f"mask package {package.manifest.version} written to {package.path}")
+    print(f"validation IoU {metrics['validation_iou_mean']:.4f}")
+    for name, row in metrics["validation_per_image_type"].items():
+        print(f"  {name:<20} IoU mean {row['iou_mean']:.4f}  min {row['iou_min']:.4f}  n {row['n']}")
+    return 0
+
 
 def parse_overrides(pairs: list[str], model: type[BaseModel]) -> BaseModel:
     """`KEY=VALUE` strings -> a validated settings model; lists are comma-separated."""

@@ -1,0 +1,1 @@
+"""The mask finder: product vs background, one model for several image types."""

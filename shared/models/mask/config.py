@@ -1,0 +1,17 @@
+"""Settings of the mask finder, recorded in each package."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MaskConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size: int = Field(160, ge=64, le=1024, description="Frames are resized to this square size (pixels).")
+    decoder_channels: tuple[int, ...] = Field((96, 64, 48, 32), description="Decoder widths from stride 16 up to stride 2.")
+    epochs: int = Field(40, ge=1, description="Most passes over the training images.")
+    patience: int = Field(8, ge=1, description="Stop after this many epochs without a better validation IoU.")
+    max_minutes: float = Field(15.0, gt=0, description="Stop training after this long, keeping the best epoch.")
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-3, gt=0, description="Decoder learning rate; the pretrained encoder gets a quarter.")
+    validation_fraction: float = Field(0.15, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
+    seed: int = 0

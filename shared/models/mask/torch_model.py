@@ -1,0 +1,70 @@
+"""The math of the mask finder: a U-Net-style decoder on the ImageNet-pretrained
+EfficientNet-Lite0 encoder. (N, 3, S, S) images -> (N, 1, S, S) product logits."""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lineinspect.shared.models.backbone import Lite0Features
+
+# Encoder blocks whose outputs feed the decoder: strides 2, 4, 8, 16, 32.
+SKIP_TAPS = (0, 2, 4, 10, 15)
+
+
+class DecoderStage(nn.Module):
+    """Upsample x2, concatenate the encoder skip, two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.block(torch.cat([x, skip], dim=1))
+
+
+class MaskNet(nn.Module):
+    def __init__(self, decoder_channels: Sequence[int] = (96, 64, 48, 32), pretrained: bool = True) -> None:
+        super().__init__()
+        self.encoder = Lite0Features(SKIP_TAPS, pretrained=pretrained)
+        skips = self.encoder.channels()  # (16, 24, 40, 112, 320)
+        stages = []
+        channels = skips[-1]
+        for skip, width in zip(reversed(skips[:-1]), decoder_channels):
+            stages.append(DecoderStage(channels, skip, width))
+            channels = width
+        self.decoder = nn.ModuleList(stages)
+        self.head = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)
+        y = features[-1]
+        for stage, skip in zip(self.decoder, reversed(features[:-1])):
+            y = stage(y, skip)
+        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice (Dice keeps small products from being ignored)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    probs = torch.sigmoid(logits)
+    intersection = (probs * target).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * intersection + 1) / (probs.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice.mean()
+
+
+def iou(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image IoU of bool masks (N, ...); two empty masks count as 1."""
+    predicted, target = predicted.flatten(1), target.flatten(1)
+    intersection = (predicted & target).sum(1).float()
+    union = (predicted | target).sum(1).float()
+    return torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))

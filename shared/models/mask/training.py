@@ -1,0 +1,169 @@
+"""Training the mask finder on (image, product mask) pairs of several image types at once,
+with augmentation and early stopping on validation IoU."""
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lineinspect.shared.datasets.manifest import ManifestRow
+from lineinspect.shared.errors import DatasetError
+from lineinspect.shared.images import read_image, read_mask
+from lineinspect.shared.logs import get_logger
+from lineinspect.shared.models.backbone import resize_to, to_input_tensor
+from lineinspect.shared.models.mask.augment import augment
+from lineinspect.shared.models.mask.config import MaskConfig
+from lineinspect.shared.models.mask.torch_model import MaskNet, iou, mask_loss
+from lineinspect.shared.models.package import ModelPackage, save_package
+
+# Frozen during training: the stem and first blocks (generic edges; saves backward time).
+FROZEN_BLOCKS = 3
+
+
+def load_pairs(rows: Sequence[ManifestRow], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, S, S, 3) uint8 and product masks (N, S, S) bool at input size."""
+    images, masks = [], []
+    for row in rows:
+        image = read_image(row.path)
+        mask = read_mask(row.product_mask)
+        if mask.shape[:2] != image.shape[:2]:
+            raise DatasetError(f"{row.product_mask}: product mask size differs from its image {row.path}")
+        images.append(resize_to(image, size, size))
+        masks.append(resize_to(mask.astype(np.uint8) * 255, size, size) >= 128)
+    return np.stack(images), np.stack(masks)
+
+
+def split_for_training(rows: Sequence[ManifestRow], config: MaskConfig) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    with_masks = [row for row in rows if row.product_mask]
+    train = [row for row in with_masks if row.split == "train"]
+    validation = [row for row in with_masks if row.split == "validation"]
+    if len(train) < 2:
+        raise DatasetError(
+            f"{len(train)} images with a product mask in split 'train'; need at least 2 "
+            "(import a layout with product masks, e.g. `datasets import mvtec` with product_masks/, or `datasets synth`)"
+        )
+    if not validation:
+        order = np.random.default_rng(config.seed).permutation(len(train))
+        count = max(1, round(len(train) * config.validation_fraction))
+        validation = [train[i] for i in sorted(order[:count])]
+        train = [train[i] for i in sorted(order[count:])]
+    return train, validation
+
+
+@torch.inference_mode()
+def validation_iou(network: MaskNet, images: np.ndarray, masks: np.ndarray, batch_size: int) -> np.ndarray:
+    network.eval()
+    scores = []
+    for start in range(0, len(images), batch_size):
+        logits = network(to_input_tensor(list(images[start : start + batch_size])))
+        scores.append(iou(logits[:, 0] >= 0, torch.from_numpy(masks[start : start + batch_size])))
+    return torch.cat(scores).numpy()
+
+
+def train_mask(
+    rows: Sequence[ManifestRow],
+    out_dir: str | Path,
+    config: MaskConfig | None = None,
+    progress: bool = True,
+    manifest_path: str | None = None,
+    max_steps: int | None = None,
+) -> ModelPackage:
+    """Train and save a mask package; `max_steps` stops early (tests)."""
+    config = config or MaskConfig()
+    log = get_logger(__name__, stage="train-mask")
+    train_rows, validation_rows = split_for_training(rows, config)
+    size = config.input_size
+    train_images, train_masks = load_pairs(train_rows, size)
+    val_images, val_masks = load_pairs(validation_rows, size)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    network = MaskNet(config.decoder_channels)
+    frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
+    for module in frozen:
+        module.requires_grad_(False)
+    encoder_params = [p for p in network.encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": config.learning_rate / 4},
+            {"params": [*network.decoder.parameters(), *network.head.parameters()], "lr": config.learning_rate},
+        ],
+        weight_decay=1e-4,
+    )
+    steps_per_epoch = max(1, int(np.ceil(len(train_images) / config.batch_size)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=[config.learning_rate / 4, config.learning_rate],
+        total_steps=config.epochs * steps_per_epoch, pct_start=0.1,
+    )
+    best_iou, best_state, best_epoch, step = -1.0, None, -1, 0
+    started = time.perf_counter()
+    history = []
+    bar = tqdm(range(config.epochs), desc="mask finder", unit="epoch", disable=not progress)
+    for epoch in bar:
+        network.train()
+        for module in frozen:
+            module.eval()
+        order = rng.permutation(len(train_images))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            pairs = [augment(train_images[i], train_masks[i], rng) for i in order[start : start + config.batch_size]]
+            batch = to_input_tensor([image for image, _ in pairs])
+            target = torch.from_numpy(np.stack([mask for _, mask in pairs]).astype(np.float32))[:, None]
+            loss = mask_loss(network(batch), target)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                break
+        scores = validation_iou(network, val_images, val_masks, config.batch_size)
+        mean_iou = float(scores.mean())
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation_iou": mean_iou})
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_iou=f"{mean_iou:.4f}")
+        if mean_iou > best_iou:
+            best_iou, best_epoch = mean_iou, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        minutes = (time.perf_counter() - started) / 60
+        if epoch - best_epoch >= config.patience or minutes >= config.max_minutes or (max_steps and step >= max_steps):
+            break
+    assert best_state is not None
+    network.load_state_dict(best_state)
+    per_type: dict[str, list[float]] = defaultdict(list)
+    for row, score in zip(validation_rows, validation_iou(network, val_images, val_masks, config.batch_size)):
+        per_type[row.image_type].append(float(score))
+    seconds = time.perf_counter() - started
+    log.info("mask finder trained", epochs=len(history), best_epoch=best_epoch, validation_iou=round(best_iou, 4),
+             seconds=round(seconds, 1))
+    return save_package(
+        out_dir,
+        "mask",
+        best_state,
+        input_size=[config.input_size, config.input_size],
+        preprocessing={
+            "resize": f"square {config.input_size}x{config.input_size}, area interpolation when shrinking",
+            "colour": "BGR -> RGB, ImageNet mean/std normalisation",
+            "output": "sigmoid >= 0.5, resized back to the frame (linear interpolation of probabilities)",
+        },
+        config=config.model_dump(mode="json"),
+        thresholds={"probability": 0.5},
+        training_data={
+            "manifest": manifest_path,
+            "train_images": dict(Counter(r.image_type for r in train_rows)),
+            "validation_images": dict(Counter(r.image_type for r in validation_rows)),
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "training_seconds": round(seconds, 1),
+        },
+        metrics={
+            "validation_iou_mean": best_iou,
+            "validation_per_image_type": {
+                t: {"iou_mean": float(np.mean(v)), "iou_min": float(np.min(v)), "n": len(v)} for t, v in sorted(per_type.items())
+            },
+            "history": history,
+        },
+    )

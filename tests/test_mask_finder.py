@@ -1,0 +1,106 @@
+"""The mask finder: a network trained for a few steps on generated frames beats a constant
+mask, packages round-trip with identical masks, `whole_frame` needs no model, and the CLI
+trains and evaluates across several manifests with a per-image-type table."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
+from lineinspect.shared.datasets.split import SplitPlan, split_rows
+from lineinspect.shared.datasets.synth import generate_sample, synthesize_dataset
+from lineinspect.shared.datasets.synth.dataset import sample_rng
+from lineinspect.shared.models.mask.augment import augment
+from lineinspect.shared.models.mask.config import MaskConfig
+from lineinspect.shared.models.mask.evaluation import mask_iou
+from lineinspect.shared.models.mask.inference import WholeFrame, load_mask_finder
+from lineinspect.shared.models.mask.torch_model import iou
+from lineinspect.shared.models.mask.training import train_mask
+
+pytestmark = pytest.mark.slow
+CONFIG = MaskConfig(input_size=96, batch_size=8, epochs=3, patience=3)
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestRow]:
+    manifest = synthesize_dataset(tmp_path_factory.mktemp("synth"), ["disc", "plate"], count=24, seed=4, size=96,
+                                  anomaly_fraction=0.0, clutter=True)
+    return split_rows(read_manifest(manifest), SplitPlan(0.75), seed=0)
+
+
+@pytest.fixture(scope="module")
+def package_dir(rows: list[ManifestRow], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("packages") / "mask"
+    train_mask(rows, out, CONFIG, progress=False, max_steps=24)
+    return out
+
+
+def test_a_briefly_trained_mask_finder_beats_a_constant_mask(package_dir: Path) -> None:
+    finder = load_mask_finder(package_dir)
+    samples = [generate_sample(t, sample_rng(50, t, i), 96, None, clutter=True) for t in ("disc", "plate") for i in range(6)]
+    predictions = finder.predict([s.image for s in samples])
+    learned = np.mean([mask_iou(p.mask, s.product_mask) for p, s in zip(predictions, samples)])
+    # The best constant mask is all-product (IoU = product share); all-background scores 0.
+    constant = np.mean([s.product_mask.mean() for s in samples])
+    assert learned > constant + 0.2, (learned, constant)
+    assert all(p.mask.shape == s.image.shape[:2] and 0 <= p.confidence <= 1 for p, s in zip(predictions, samples))
+
+
+def test_package_round_trip_gives_identical_masks(package_dir: Path) -> None:
+    sample = generate_sample("disc", sample_rng(51, "disc", 0), 96, None, clutter=True)
+    first, second = load_mask_finder(package_dir), load_mask_finder(package_dir)
+    assert np.array_equal(first.predict([sample.image])[0].mask, second.predict([sample.image])[0].mask)
+    assert first.version == second.version
+
+
+def test_whole_frame_mode_needs_no_model() -> None:
+    finder = load_mask_finder("whole_frame")
+    assert isinstance(finder, WholeFrame)
+    prediction = finder.predict([np.zeros((30, 40, 3), np.uint8)])[0]
+    assert prediction.mask.all() and prediction.mask.shape == (30, 40)
+    assert prediction.mode == "whole_frame" and prediction.confidence == 1.0 and prediction.area_fraction == 1.0
+
+
+def test_augmentation_moves_image_and_mask_together() -> None:
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 20:50] = True
+    image[mask] = 200
+    for _ in range(10):
+        moved_image, moved_mask = augment(image, mask, rng)
+        bright = moved_image.max(axis=2) > 100
+        # Markings may darken product pixels, but nothing bright lies outside the mask.
+        assert not (bright & ~moved_mask).sum() > 0.02 * moved_mask.size
+
+
+def test_iou_of_bool_masks() -> None:
+    a = torch.zeros(2, 4, 4, dtype=torch.bool)
+    b = torch.zeros(2, 4, 4, dtype=torch.bool)
+    a[0, :2] = True
+    b[0, :1] = True
+    assert iou(a, b).tolist() == [0.5, 1.0]
+
+
+def test_train_and_evaluate_masks_from_the_command_line(cli, rows: list[ManifestRow], tmp_path: Path) -> None:
+    from lineinspect.shared.datasets.manifest import write_manifest
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_manifest(first, [r for r in rows if r.image_type == "disc"])
+    write_manifest(second, [r for r in rows if r.image_type == "plate"])
+    code, out, err = cli("train", "mask", "--manifest", first, "--manifest", second, "--out", tmp_path / "pkg",
+                         "--set", "input_size=96", "--set", "epochs=1", "--no-progress")
+    assert code == 0, err
+    assert "validation IoU" in out
+    code, out, err = cli("evaluate", "mask", "--package", tmp_path / "pkg", "--manifest", first, "--manifest", second,
+                         "--json", tmp_path / "e.json", "--html", tmp_path / "r.html", "--no-progress")
+    assert code == 0, err
+    figures = json.loads((tmp_path / "e.json").read_text())
+    assert set(figures["per_image_type"]) == {"disc", "plate"}
+    for row in figures["per_image_type"].values():
+        assert {"iou_mean", "iou_min", "n"} <= set(row)
+    assert figures["images_per_second"] > 0 and 0 <= figures["iou_mean"] <= 1
+    assert (tmp_path / "r.html").read_text().count('class="card"') == figures["n_images"]
