@@ -49,6 +49,8 @@ def paint_markings(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
             end = (centre[0] + int(rng.integers(-size // 4, size // 4)), centre[1] + int(rng.integers(-size // 4, size // 4)))
             cv2.line(layer, centre, end, 255, int(rng.integers(1, max(2, size // 40))))
         paint = (layer > 0) & mask
-        marked[paint] = colour
+        # Opaque paint or a translucent stain over the product's own texture.
+        alpha = float(rng.uniform(0.35, 1.0))
+        marked[paint] = (alpha * np.array(colour, np.float32) + (1 - alpha) * marked[paint]).astype(np.uint8)
         layer[:] = 0
     return marked

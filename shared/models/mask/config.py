@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class MaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_size: int = Field(160, ge=64, le=1024, description="Frames are resized to this square size (pixels).")
+    input_size: int = Field(192, ge=64, le=1024, description="Frames are resized to this square size (pixels).")
     decoder_channels: tuple[int, ...] = Field((96, 64, 48, 32), description="Decoder widths from stride 16 up to stride 2.")
     epochs: int = Field(40, ge=1, description="Most passes over the training images.")
     patience: int = Field(8, ge=1, description="Stop after this many epochs without a better validation IoU.")
