@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from lineinspect.shared.config import apply_torch_threads
@@ -42,7 +43,7 @@ def _evaluate_mask(args: argparse.Namespace) -> int:
     if not rows:
         raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
     finder = load_mask_finder(args.package)
-    figures, results = evaluate_masks(finder, rows, progress=not args.no_progress)
+    figures, results = evaluate_masks(finder, rows, progress=not args.no_progress, keep_masks=args.html is not None)
     figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest], **figures}
     print(f"{'image type':<20} {'n':>5} {'IoU mean':>9} {'IoU min':>8}")
     for name, row in figures["per_image_type"].items():
@@ -78,7 +79,7 @@ def _evaluate_anomaly(args: argparse.Namespace) -> int:
     if args.html:
         from lineinspect.shared.models.anomaly.report import render_report
 
-        evaluation = type(evaluation)(figures, evaluation.images)
+        evaluation = replace(evaluation, figures=figures)
         render_report(evaluation, args.html, f"Anomaly evaluation: {model.version} on {args.manifest.name} ({args.split})")
         print(f"report written to {args.html}")
     return 0

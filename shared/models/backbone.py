@@ -87,6 +87,14 @@ def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
         return module
 
 
+def square_input_preprocessing(size: int) -> dict[str, str]:
+    """How `resize_to` + `to_input_tensor` prepare a frame, for package manifests."""
+    return {
+        "resize": f"square {size}x{size}, area interpolation when shrinking",
+        "colour": "BGR -> RGB, ImageNet mean/std normalisation",
+    }
+
+
 def to_input_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     """Same-sized uint8 BGR images -> normalised float RGB batch (N, 3, H, W)."""
     batch = np.stack(images)[..., ::-1].astype(np.float32) * (1.0 / 255.0)

@@ -3,7 +3,6 @@ its heatmap, predicted boxes (red) and labelled defect outline (green), sortable
 by error so the misses and false alarms come first."""
 
 import base64
-import html
 from pathlib import Path
 
 import cv2
@@ -46,7 +45,7 @@ def _fmt(value: object) -> str:
         return "n/a"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return html.escape(str(value))
+    return str(value)
 
 
 def render_report(evaluation: Evaluation, out_path: str | Path, title: str) -> Path:

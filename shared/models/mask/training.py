@@ -14,9 +14,10 @@ from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image, read_mask
 from lineinspect.shared.logs import get_logger
-from lineinspect.shared.models.backbone import resize_to, to_input_tensor
+from lineinspect.shared.models.backbone import resize_to, square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.config import MaskConfig
+from lineinspect.shared.models.mask.evaluation import iou_table
 from lineinspect.shared.models.mask.torch_model import MaskNet, iou, mask_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
 
@@ -145,8 +146,7 @@ def train_mask(
         best_state,
         input_size=[config.input_size, config.input_size],
         preprocessing={
-            "resize": f"square {config.input_size}x{config.input_size}, area interpolation when shrinking",
-            "colour": "BGR -> RGB, ImageNet mean/std normalisation",
+            **square_input_preprocessing(config.input_size),
             "output": "sigmoid >= 0.5, resized back to the frame (linear interpolation of probabilities)",
         },
         config=config.model_dump(mode="json"),
@@ -161,9 +161,7 @@ def train_mask(
         },
         metrics={
             "validation_iou_mean": best_iou,
-            "validation_per_image_type": {
-                t: {"iou_mean": float(np.mean(v)), "iou_min": float(np.min(v)), "n": len(v)} for t, v in sorted(per_type.items())
-            },
+            "validation_per_image_type": iou_table(per_type),
             "history": history,
         },
     )
