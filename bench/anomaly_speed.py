@@ -27,19 +27,9 @@ from lineinspect.shared.logs import configure_logging
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, prepare_image
 from lineinspect.shared.models.anomaly.training import train_anomaly
 from lineinspect.shared.models.backbone import to_input_tensor
+from timing import timed_rate
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
-
-
-def timed_rate(work, count: int, repeats: int = 3) -> float:
-    """Best images/s of `repeats` timed runs (after one warm-up run)."""
-    work()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - began)
-    return count / best
 
 
 def main() -> None:

@@ -104,3 +104,15 @@ def test_train_and_evaluate_masks_from_the_command_line(cli, rows: list[Manifest
         assert {"iou_mean", "iou_min", "n"} <= set(row)
     assert figures["images_per_second"] > 0 and 0 <= figures["iou_mean"] <= 1
     assert (tmp_path / "r.html").read_text().count('class="card"') == figures["n_images"]
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 10, 11, 40])
+def test_the_learning_rate_schedule_runs_any_number_of_steps(total_steps: int) -> None:
+    from lineinspect.shared.models.schedule import one_cycle
+
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = one_cycle(optimiser, [0.1], total_steps)
+    for _ in range(total_steps):
+        optimiser.step()
+        scheduler.step()
+    assert optimiser.param_groups[0]["lr"] <= 0.1

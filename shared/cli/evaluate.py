@@ -33,6 +33,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mask.add_argument("--no-progress", action="store_true", help="no progress bars")
     mask.set_defaults(handler=_evaluate_mask)
 
+    reviewer = kinds.add_parser(
+        "reviewer",
+        help="reviewer AUROC of 'untrustworthy' and grade confusion, on perturbed masks and a mask finder's real masks",
+        description=(
+            "Grades perturbed product masks of the split (truth: their IoU with the product mask) and, with "
+            "--mask-package, the real masks of that mask finder (truth: their real IoU)."
+        ),
+    )
+    reviewer.add_argument("--package", type=Path, required=True, help="reviewer package directory")
+    reviewer.add_argument("--manifest", type=Path, action="append", required=True, help="repeatable")
+    reviewer.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    reviewer.add_argument("--mask-package", help="also grade the real masks of this mask package (or 'whole_frame')")
+    reviewer.add_argument("--perturbations", type=int, default=12, help="perturbed masks per image (default: 12)")
+    reviewer.add_argument("--seed", type=int, default=0, help="seed of the perturbations (default: 0)")
+    reviewer.add_argument("--json", type=Path, help="write the figures as JSON here")
+    reviewer.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reviewer.set_defaults(handler=_evaluate_reviewer)
+
 
 def _evaluate_mask(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.mask.evaluation import evaluate_masks, render_mask_report
@@ -57,6 +75,52 @@ def _evaluate_mask(args: argparse.Namespace) -> int:
         render_mask_report(figures, results, finder, args.html, f"Mask evaluation: {finder.version} ({args.split})")
         print(f"report written to {args.html}")
     return 0
+
+
+def _evaluate_reviewer(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.mask.inference import load_mask_finder
+    from lineinspect.shared.models.reviewer.evaluation import evaluate_reviewer
+    from lineinspect.shared.models.reviewer.inference import Reviewer
+
+    apply_torch_threads()
+    rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.product_mask]
+    if not rows:
+        raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
+    reviewer = Reviewer.from_package(args.package)
+    finder = load_mask_finder(args.mask_package) if args.mask_package else None
+    figures = evaluate_reviewer(reviewer, rows, finder, args.perturbations, args.seed, progress=not args.no_progress)
+    figures = {"package": str(args.package), "mask_package": args.mask_package, "split": args.split,
+               "manifests": [str(p) for p in args.manifest], **figures}
+    print(format_review_figures(figures))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def format_review_figures(figures: dict[str, object]) -> str:
+    def auc(value: object) -> str:
+        return "n/a (one grade side only)" if value is None else f"{value:.4f}"
+
+    def confusion(matrix: list[list[int]]) -> list[str]:
+        lines = [f"    {'true grade / predicted':<24} {'1':>6} {'2':>6} {'3':>6}"]
+        lines += [f"    {'grade ' + str(g):<24} " + " ".join(f"{c:>6}" for c in row) for g, row in zip((1, 2, 3), matrix)]
+        return lines
+
+    perturbed = figures["perturbed"]
+    lines = [f"perturbed masks ({perturbed['n']}): auc_untrustworthy {auc(figures['auc_untrustworthy'])}, "
+             f"grade accuracy {perturbed['grade_accuracy']:.4f}", *confusion(figures["confusion"])]
+    lines.append(f"    {'perturbation':<18} {'n':>6} {'accuracy':>9} {'auc':>7}")
+    for name, row in perturbed["per_perturbation"].items():
+        value = "n/a" if row["auc_untrustworthy"] is None else f"{row['auc_untrustworthy']:.4f}"
+        lines.append(f"    {name:<18} {row['n']:>6} {row['grade_accuracy']:>9.4f} {value:>7}")
+    if "real" in figures:
+        real = figures["real"]
+        lines += [f"real masks of {real['mask_model_version']} ({real['n']}, mean IoU {real['mask_iou_mean']:.4f}): "
+                  f"auc_untrustworthy_real {auc(figures['auc_untrustworthy_real'])}, true grades {real['n_per_true_grade']}",
+                  *confusion(figures["confusion_real"])]
+    return "\n".join(lines)
 
 
 def _evaluate_anomaly(args: argparse.Namespace) -> int:

@@ -47,6 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mask.add_argument("--no-progress", action="store_true", help="no progress bars")
     mask.set_defaults(handler=_train_mask)
 
+    reviewer = kinds.add_parser(
+        "reviewer",
+        help="reviewer: grades how far a product mask can be trusted (1 perfect, 2 usable, 3 untrustworthy)",
+        description=(
+            "Needs no hand grading: trains on ground-truth product masks of split 'train', spoiled in the ways mask "
+            "finders fail (eroded, dilated, shifted, holes, blobs, parts cut, wandering edges, another frame's mask, "
+            "empty, full) and graded by their IoU with the truth (grade thresholds: --set perfect_iou=, usable_iou=; "
+            "recorded in the package). Early stopping on fixed perturbed masks of split 'validation' (or a held-out share of train)."
+        ),
+    )
+    reviewer.add_argument("--manifest", type=Path, action="append", required=True,
+                          help="manifest with product masks; repeat to train on several data sets at once")
+    reviewer.add_argument("--out", type=Path, required=True, help="package directory to write (replaced if present)")
+    reviewer.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a setting of shared/models/reviewer/config.py, e.g. --set usable_iou=0.85")
+    reviewer.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reviewer.set_defaults(handler=_train_reviewer)
+
 
 def _train_mask(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.mask.config import MaskConfig
@@ -62,6 +80,22 @@ def _train_mask(args: argparse.Namespace) -> int:
     print(f"validation IoU {metrics['validation_iou_mean']:.4f}")
     for name, row in metrics["validation_per_image_type"].items():
         print(f"  {name:<20} IoU mean {row['iou_mean']:.4f}  min {row['iou_min']:.4f}  n {row['n']}")
+    return 0
+
+
+def _train_reviewer(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.reviewer.config import ReviewerConfig
+    from lineinspect.shared.models.reviewer.training import train_reviewer
+
+    apply_torch_threads()
+    config = parse_overrides(args.overrides, ReviewerConfig)
+    rows = [row for path in args.manifest for row in read_manifest(path)]
+    package = train_reviewer(rows, args.out, config, progress=not args.no_progress,
+                             manifest_path=",".join(str(p.resolve()) for p in args.manifest))
+    validation = package.manifest.metrics["validation"]
+    print(f"reviewer package {package.manifest.version} written to {package.path}")
+    print(f"validation (perturbed masks): auc_untrustworthy {validation['auc_untrustworthy']:.4f}, "
+          f"grade accuracy {validation['grade_accuracy']:.4f}, n {validation['n']}")
     return 0
 
 

@@ -11,7 +11,7 @@ class MaskConfig(BaseModel):
     epochs: int = Field(40, ge=1, description="Most passes over the training images.")
     patience: int = Field(8, ge=1, description="Stop after this many epochs without a better validation IoU.")
     max_minutes: float = Field(15.0, gt=0, description="Stop training after this long, keeping the best epoch.")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Frames per training step (inference batches are set where the model runs).")
     learning_rate: float = Field(2e-3, gt=0, description="Decoder learning rate; the pretrained encoder gets a quarter.")
     validation_fraction: float = Field(0.15, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
     seed: int = 0

@@ -49,7 +49,7 @@ def evaluate_masks(
     rows = [row for row in rows if row.product_mask]
     results: list[MaskResult] = []
     seconds = 0.0
-    batch_size = getattr(getattr(finder, "config", None), "batch_size", 16)
+    batch_size = getattr(finder, "batch_size", 16)
     for start in tqdm(range(0, len(rows), batch_size), desc="evaluating", unit="batch", disable=not progress, leave=False):
         batch = rows[start : start + batch_size]
         images = [read_image(row.path) for row in batch]

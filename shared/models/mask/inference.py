@@ -16,6 +16,9 @@ from lineinspect.shared.models.mask.torch_model import MaskNet
 from lineinspect.shared.models.package import ModelPackage, load_package
 
 WHOLE_FRAME = "whole_frame"
+# Frames per forward pass at inference. On 2 cores, 4-8 frames ran faster per frame than 16
+# (the expanded early feature maps of a larger batch outgrow the CPU caches).
+INFERENCE_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,12 @@ class MaskFinder:
 
     mode = "model"
 
-    def __init__(self, config: MaskConfig, network: MaskNet, version: str = "unsaved") -> None:
+    def __init__(
+        self, config: MaskConfig, network: MaskNet, version: str = "unsaved", batch_size: int = INFERENCE_BATCH_SIZE
+    ) -> None:
         self.config = config
         self.version = version
+        self.batch_size = batch_size
         network = network.eval()
         example = torch.zeros(1, 3, config.input_size, config.input_size)
         self.network = frozen_for_inference(network, example)
@@ -63,8 +69,8 @@ class MaskFinder:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[MaskPrediction]:
         predictions: list[MaskPrediction] = []
-        for start in range(0, len(images), self.config.batch_size):
-            batch = images[start : start + self.config.batch_size]
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]
             for image, probs in zip(batch, self.probabilities(batch).numpy()):
                 height, width = image.shape[:2]
                 full = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -11,48 +11,18 @@ import torch
 from tqdm import tqdm
 
 from lineinspect.shared.datasets.manifest import ManifestRow
-from lineinspect.shared.errors import DatasetError
-from lineinspect.shared.images import read_image, read_mask
 from lineinspect.shared.logs import get_logger
-from lineinspect.shared.models.backbone import resize_to, square_input_preprocessing, to_input_tensor
+from lineinspect.shared.models.backbone import square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.evaluation import iou_table
+from lineinspect.shared.models.mask.pairs import load_pairs, split_for_training
 from lineinspect.shared.models.mask.torch_model import MaskNet, iou, mask_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
+from lineinspect.shared.models.schedule import one_cycle
 
 # Frozen during training: the stem and first blocks (generic edges; saves backward time).
 FROZEN_BLOCKS = 3
-
-
-def load_pairs(rows: Sequence[ManifestRow], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, S, S, 3) uint8 and product masks (N, S, S) bool at input size."""
-    images, masks = [], []
-    for row in rows:
-        image = read_image(row.path)
-        mask = read_mask(row.product_mask)
-        if mask.shape[:2] != image.shape[:2]:
-            raise DatasetError(f"{row.product_mask}: product mask size differs from its image {row.path}")
-        images.append(resize_to(image, size, size))
-        masks.append(resize_to(mask.astype(np.uint8) * 255, size, size) >= 128)
-    return np.stack(images), np.stack(masks)
-
-
-def split_for_training(rows: Sequence[ManifestRow], config: MaskConfig) -> tuple[list[ManifestRow], list[ManifestRow]]:
-    with_masks = [row for row in rows if row.product_mask]
-    train = [row for row in with_masks if row.split == "train"]
-    validation = [row for row in with_masks if row.split == "validation"]
-    if len(train) < 2:
-        raise DatasetError(
-            f"{len(train)} images with a product mask in split 'train'; need at least 2 "
-            "(import a layout with product masks, e.g. `datasets import mvtec` with product_masks/, or `datasets synth`)"
-        )
-    if not validation:
-        order = np.random.default_rng(config.seed).permutation(len(train))
-        count = max(1, round(len(train) * config.validation_fraction))
-        validation = [train[i] for i in sorted(order[:count])]
-        train = [train[i] for i in sorted(order[count:])]
-    return train, validation
 
 
 @torch.inference_mode()
@@ -76,7 +46,7 @@ def train_mask(
     """Train and save a mask package; `max_steps` stops early (tests)."""
     config = config or MaskConfig()
     log = get_logger(__name__, stage="train-mask")
-    train_rows, validation_rows = split_for_training(rows, config)
+    train_rows, validation_rows = split_for_training(rows, config.validation_fraction, config.seed)
     size = config.input_size
     train_images, train_masks = load_pairs(train_rows, size)
     val_images, val_masks = load_pairs(validation_rows, size)
@@ -95,10 +65,7 @@ def train_mask(
         weight_decay=1e-4,
     )
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / config.batch_size)))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=[config.learning_rate / 4, config.learning_rate],
-        total_steps=config.epochs * steps_per_epoch, pct_start=0.1,
-    )
+    scheduler = one_cycle(optimiser, [config.learning_rate / 4, config.learning_rate], config.epochs * steps_per_epoch)
     best_iou, best_state, best_epoch, step = -1.0, None, -1, 0
     started = time.perf_counter()
     history = []

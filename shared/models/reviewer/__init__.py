@@ -1,0 +1,1 @@
+"""The reviewer: grades how far a product mask can be trusted."""
