@@ -10,8 +10,6 @@ without (`images_per_second_whole_frame`), and feature extraction alone
 """
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from lineinspect.shared.logs import configure_logging
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, prepare_image
 from lineinspect.shared.models.anomaly.training import train_anomaly
 from lineinspect.shared.models.backbone import to_input_tensor
-from timing import timed_rate
+from common import machine, print_figures, timed_rate
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
 
@@ -76,13 +74,10 @@ def main() -> None:
         "input_size": model.config.input_size,
         "batch_size": batch,
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine(),
     }
     figures["ratio_to_backbone"] = figures["images_per_second"] / figures["backbone_images_per_second"]
-    for name, value in figures.items():
-        print(f"{name:<32} {value:.2f}" if isinstance(value, float) else f"{name:<32} {value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

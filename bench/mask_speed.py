@@ -11,8 +11,6 @@ those instead.
 """
 
 import argparse
-import json
-import platform
 import tempfile
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from lineinspect.shared.models.mask.inference import MaskFinder
 from lineinspect.shared.models.mask.training import train_mask
 from lineinspect.shared.models.reviewer.inference import Reviewer
 from lineinspect.shared.models.reviewer.training import train_reviewer
-from timing import timed_rate
+from common import machine, print_figures, timed_rate
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
 
@@ -79,13 +77,9 @@ def main() -> None:
         "mask_batch_size": finder.batch_size,
         "reviewer_batch_size": reviewer.batch_size,
         "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
+        "machine": machine(),
     }
-    for name, value in figures.items():
-        print(f"{name:<32} {value:.2f}" if isinstance(value, float) else f"{name:<32} {value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":
