@@ -109,3 +109,8 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
         return image
     shrinking = height * width < h * w
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A bool mask resized like its frame: area average, then product where at least half covered."""
+    return resize_to(mask.astype(np.uint8) * 255, height, width) >= 128

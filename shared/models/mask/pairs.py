@@ -8,7 +8,7 @@ import numpy as np
 from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image, read_mask
-from lineinspect.shared.models.backbone import resize_to
+from lineinspect.shared.models.backbone import resize_mask, resize_to
 
 
 def load_pairs(rows: Sequence[ManifestRow], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +20,7 @@ def load_pairs(rows: Sequence[ManifestRow], size: int) -> tuple[np.ndarray, np.n
         if mask.shape[:2] != image.shape[:2]:
             raise DatasetError(f"{row.product_mask}: product mask size differs from its image {row.path}")
         images.append(resize_to(image, size, size))
-        masks.append(resize_to(mask.astype(np.uint8) * 255, size, size) >= 128)
+        masks.append(resize_mask(mask, size, size))
     return np.stack(images), np.stack(masks)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
+from lineinspect.shared.models.backbone import frozen_for_inference, resize_mask, resize_to, to_input_tensor
 from lineinspect.shared.models.mask.inference import INFERENCE_BATCH_SIZE
 from lineinspect.shared.models.package import ModelPackage, load_package
 from lineinspect.shared.models.reviewer.config import ReviewerConfig
@@ -19,11 +19,6 @@ GRADE_NAMES = {1: "perfect", 2: "usable", 3: "untrustworthy"}
 
 def thresholds_of(config: ReviewerConfig) -> GradeThresholds:
     return GradeThresholds(perfect=config.perfect_iou, usable=config.usable_iou)
-
-
-def mask_at(mask: np.ndarray, size: int) -> np.ndarray:
-    """A bool mask resized to (size, size): area average, then at least half covered."""
-    return resize_to(mask.astype(np.uint8) * 255, size, size) >= 128
 
 
 def reviewer_input(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> torch.Tensor:
@@ -92,4 +87,4 @@ class Reviewer:
         for image, mask in zip(images, masks):
             if image.shape[:2] != mask.shape[:2]:
                 raise ValueError(f"mask {mask.shape[:2]} does not match its frame {image.shape[:2]}")
-        return self.review_at_input_size([resize_to(i, size, size) for i in images], [mask_at(m, size) for m in masks])
+        return self.review_at_input_size([resize_to(i, size, size) for i in images], [resize_mask(m, size, size) for m in masks])
