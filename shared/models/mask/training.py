@@ -1,7 +1,6 @@
 """Training the mask finder on (image, product mask) pairs of several image types at once,
 with augmentation and early stopping on validation IoU."""
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from lineinspect.shared.models.mask.evaluation import iou_table
 from lineinspect.shared.models.mask.pairs import load_pairs, split_for_training
 from lineinspect.shared.models.mask.torch_model import MaskNet, iou, mask_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
-from lineinspect.shared.models.schedule import one_cycle
+from lineinspect.shared.models.schedule import EarlyStopping, one_cycle
 
 # Frozen during training: the stem and first blocks (generic edges; saves backward time).
 FROZEN_BLOCKS = 3
@@ -66,8 +65,8 @@ def train_mask(
     )
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / config.batch_size)))
     scheduler = one_cycle(optimiser, [config.learning_rate / 4, config.learning_rate], config.epochs * steps_per_epoch)
-    best_iou, best_state, best_epoch, step = -1.0, None, -1, 0
-    started = time.perf_counter()
+    stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
+    step = 0
     history = []
     bar = tqdm(range(config.epochs), desc="mask finder", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -87,24 +86,22 @@ def train_mask(
             scheduler.step()
             losses.append(float(loss.detach()))
             step += 1
-            if max_steps is not None and step >= max_steps:
+            if stopping.out_of_steps(step):
                 break
         scores = validation_iou(network, val_images, val_masks, config.batch_size)
         mean_iou = float(scores.mean())
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation_iou": mean_iou})
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_iou=f"{mean_iou:.4f}")
-        if mean_iou > best_iou:
-            best_iou, best_epoch = mean_iou, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        minutes = (time.perf_counter() - started) / 60
-        if epoch - best_epoch >= config.patience or minutes >= config.max_minutes or (max_steps and step >= max_steps):
+        stopping.update(epoch, mean_iou, network)
+        if stopping.should_stop(epoch, step):
             break
-    assert best_state is not None
+    assert stopping.best_state is not None
+    best_state, best_epoch, best_iou = stopping.best_state, stopping.best_epoch, stopping.best
     network.load_state_dict(best_state)
     per_type: dict[str, list[float]] = defaultdict(list)
     for row, score in zip(validation_rows, validation_iou(network, val_images, val_masks, config.batch_size)):
         per_type[row.image_type].append(float(score))
-    seconds = time.perf_counter() - started
+    seconds = stopping.seconds
     log.info("mask finder trained", epochs=len(history), best_epoch=best_epoch, validation_iou=round(best_iou, 4),
              seconds=round(seconds, 1))
     return save_package(

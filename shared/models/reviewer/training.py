@@ -2,7 +2,6 @@
 masks, a third of each grade, from augmented frames; a fixed perturbed validation set decides
 when to stop."""
 
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from lineinspect.shared.models.backbone import square_input_preprocessing
 from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.pairs import load_pairs, split_for_training
 from lineinspect.shared.models.package import ModelPackage, save_package
-from lineinspect.shared.models.schedule import one_cycle
+from lineinspect.shared.models.schedule import EarlyStopping, one_cycle
 from lineinspect.shared.models.reviewer.config import ReviewerConfig
 from lineinspect.shared.models.reviewer.figures import review_figures
 from lineinspect.shared.models.reviewer.inference import reviewer_input, thresholds_of
@@ -121,8 +120,9 @@ def train_reviewer(
     )
     steps_per_epoch = int(np.ceil(config.samples_per_epoch / config.batch_size))
     scheduler = one_cycle(optimiser, [config.learning_rate / 4, config.learning_rate], config.epochs * steps_per_epoch)
-    best_loss, best_state, best_epoch, best_figures, step = float("inf"), None, -1, {}, 0
-    started = time.perf_counter()
+    stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=False, max_steps=max_steps)
+    best_figures: dict[str, object] = {}
+    step = 0
     history = []
     bar = tqdm(range(config.epochs), desc="reviewer", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -137,21 +137,20 @@ def train_reviewer(
             scheduler.step()
             losses.append(float(loss.detach()))
             step += 1
-            if max_steps is not None and step >= max_steps:
+            if stopping.out_of_steps(step):
                 break
         validation_loss, figures = validate(network, validation, config.batch_size)
         auc = figures["auc_untrustworthy"]
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation_loss": validation_loss,
                         "validation_auc_untrustworthy": auc, "validation_grade_accuracy": figures["grade_accuracy"]})
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{validation_loss:.3f}", val_auc=f"{auc or 0:.4f}")
-        if validation_loss < best_loss:
-            best_loss, best_epoch, best_figures = validation_loss, epoch, figures
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        minutes = (time.perf_counter() - started) / 60
-        if epoch - best_epoch >= config.patience or minutes >= config.max_minutes or (max_steps and step >= max_steps):
+        if stopping.update(epoch, validation_loss, network):
+            best_figures = figures
+        if stopping.should_stop(epoch, step):
             break
-    assert best_state is not None
-    seconds = time.perf_counter() - started
+    assert stopping.best_state is not None
+    best_state, best_epoch, best_loss = stopping.best_state, stopping.best_epoch, stopping.best
+    seconds = stopping.seconds
     log.info("reviewer trained", epochs=len(history), best_epoch=best_epoch, validation_loss=round(best_loss, 4),
              validation_auc_untrustworthy=best_figures.get("auc_untrustworthy"), seconds=round(seconds, 1))
     return save_package(
