@@ -1,16 +1,20 @@
 """Settings of lineinspect, read from environment variables with the `LINEINSPECT_` prefix.
 
-The same names are used by the CLI, the services, docker-compose.yml and the docs.
+The same names are used by the CLI, the services, docker-compose.yml and the docs
+(docs/line.md lists them all).
 """
 
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # ../shared/data beside the project checkout: where the real labelled data sets live.
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+MIB = 1 << 20
 
 
 class Settings(BaseSettings):
@@ -22,6 +26,38 @@ class Settings(BaseSettings):
     data_dir: Path = _PROJECT_ROOT.parent / "shared" / "data"
     # Threads torch may use for inference and training; 0 = torch's default (all cores).
     torch_threads: int = 0
+
+    # ---- the line ---------------------------------------------------------------------
+    line_id: str = Field("line-1", description="Production line this deployment serves; in every frame and verdict.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port].")
+    topic_prefix: str = Field("lineinspect.", description="Prefix of every topic name.")
+    partitions: int = Field(4, ge=1, description="Partitions per topic when lineinspect creates the topics.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the verdict cache and stage health.")
+    packages: Path = Field(
+        Path("packages"),
+        description="Model packages of the line: routing.json, or one folder per stage (mask, anomaly, reviewer).",
+    )
+    # Frames larger than this are refused to the dead-letter topic. Results add a mask and a
+    # heatmap (PNG, much smaller than the frame), so outputs get twice the room.
+    max_frame_bytes: int = Field(8 * MIB, ge=1024, description="Largest frame message accepted, in bytes.")
+    batch_size: int = Field(8, ge=1, description="Most frames a stage runs through its model at once.")
+    poll_timeout_ms: int = Field(100, ge=1, description="How long a stage waits for frames before checking for work.")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="Consumer-group session timeout; a dead member is replaced after this.")
+    retries: int = Field(2, ge=0, description="Attempts again for a frame whose processing raised, before it is dead-lettered.")
+    review_band: float = Field(
+        0.1, ge=0.0, lt=1.0,
+        description="Normalised scores within this distance of 1.0 (the threshold) get a 'review' verdict.",
+    )
+    verdict_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long Redis keeps each verdict, in seconds.")
+    recent_verdicts: int = Field(1000, ge=1, description="Verdicts kept in each line's recent list in Redis.")
+    reload_interval_s: float = Field(2.0, gt=0, description="How often a stage checks its model packages for a new version.")
+    health_port: int = Field(0, ge=0, description="Port of a stage's HTTP /healthz and /readyz; 0 = off.")
+    group_suffix: str = Field("", description="Appended to consumer-group names (tests run isolated lines on one broker).")
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of the line's Redis keys: the topic prefix with ':' ("lineinspect:")."""
+        return self.topic_prefix.rstrip(".:") + ":"
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anomaly.add_argument("--split", default="test", help="split to evaluate (default: test)")
     anomaly.add_argument("--json", type=Path, help="write the figures as JSON here")
     anomaly.add_argument("--html", type=Path, help="write an HTML report with every image here")
+    anomaly.add_argument("--scores", type=Path, help="write each image's score and decision here (JSON Lines)")
     anomaly.add_argument("--no-progress", action="store_true", help="no progress bars")
     anomaly.set_defaults(handler=_evaluate_anomaly)
 
@@ -140,6 +141,16 @@ def _evaluate_anomaly(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         print(f"figures written to {args.json}")
+    if args.scores:
+        args.scores.parent.mkdir(parents=True, exist_ok=True)
+        with args.scores.open("w", encoding="utf-8") as handle:
+            for image in evaluation.scored:
+                handle.write(json.dumps({
+                    "path": image.image_id, "label": "anomaly" if image.is_anomaly else "normal",
+                    "score": image.score, "normalised_score": image.score / model.threshold,
+                    "decision": "anomalous" if image.predicted_anomaly else "normal",
+                }) + "\n")
+        print(f"per-image scores written to {args.scores}")
     if args.html:
         from lineinspect.shared.models.anomaly.report import render_report
 

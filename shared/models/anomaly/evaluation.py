@@ -41,6 +41,7 @@ class EvaluatedImage:
 class Evaluation:
     figures: dict[str, object]
     images: list[EvaluatedImage]
+    scored: list[ScoredImage]
 
 
 def _pixel_scale(height: int, width: int) -> tuple[int, int]:
@@ -87,4 +88,4 @@ def evaluate_anomaly(
     figures["per_defect_type"] = per_defect_type(scored)
     figures["images_per_second"] = len(scored) / model_seconds if model_seconds > 0 else None
     figures["model_version"] = model.version
-    return Evaluation(figures, kept)
+    return Evaluation(figures, kept, scored)

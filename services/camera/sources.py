@@ -1,0 +1,71 @@
+"""Where simulated cameras get their images: a folder, a video file, a manifest (with its
+labels as ground truth), or the seeded synthetic generator (with exact ground truth)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import count as counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lineinspect.shared.datasets.manifest import read_manifest
+from lineinspect.shared.datasets.synth.dataset import defect_plan, sample_rng
+from lineinspect.shared.datasets.synth.sample import generate_sample
+from lineinspect.shared.errors import LineinspectError
+from lineinspect.shared.images import IMAGE_EXTENSIONS, read_image
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One image a camera is about to publish, with what is known about it."""
+
+    image: np.ndarray  # uint8 BGR
+    image_type: str
+    truth: str | None = None  # "normal" | "anomaly" when known (manifest, synthetic)
+    source: str = ""
+    metadata: dict = field(default_factory=dict)
+
+
+def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise LineinspectError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    for path in paths:
+        yield Shot(read_image(path), image_type, source=str(path))
+
+
+def video_shots(path: Path, image_type: str) -> Iterator[Shot]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise LineinspectError(f"{path}: not a video OpenCV can read")
+    try:
+        for index in counter():
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield Shot(image, image_type, source=f"{path}#{index}")
+    finally:
+        capture.release()
+
+
+def manifest_shots(path: Path, split: str | None = None) -> Iterator[Shot]:
+    rows = [row for row in read_manifest(path) if split is None or row.split == split]
+    if not rows:
+        raise LineinspectError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))
+    for row in rows:
+        truth = row.label if row.label in ("normal", "anomaly") else None
+        yield Shot(read_image(row.path), row.image_type, truth, row.path)
+
+
+def synthetic_shots(image_type: str, seed: int = 1000, size: int = 256, anomaly_fraction: float = 0.3) -> Iterator[Shot]:
+    """An endless seeded stream of one image type; the seed differs from training data's (0)."""
+    block = 100
+    for start in counter(0, block):
+        plan = defect_plan(seed + start, image_type, block, anomaly_fraction)
+        for offset, defect in enumerate(plan):
+            sample = generate_sample(image_type, sample_rng(seed, image_type, start + offset), size, defect)
+            yield Shot(
+                sample.image, image_type, "anomaly" if defect else "normal", f"synthetic:{image_type}:{start + offset}",
+                {"defect_type": defect} if defect else {},
+            )

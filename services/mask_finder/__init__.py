@@ -1,0 +1,1 @@
+"""mask_finder: reads `frames`, adds where the product is (a mask), sends to `masked`."""

@@ -1,0 +1,46 @@
+"""Kafka consumers and producers with the line's settings: explicit message-size limits
+(kafka-python's defaults refuse a 1 MiB frame), commits only by the loop, and a group session
+short enough that a crashed member's partitions move on quickly."""
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from lineinspect.shared.config import MIB, Settings
+
+
+def largest_output_bytes(settings: Settings) -> int:
+    """A result frame carries the frame plus a mask and a heatmap, and a dead letter carries
+    the original bytes as base64 (4/3): give produced messages four frames of room."""
+    return 4 * settings.max_frame_bytes + MIB
+
+
+def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
+    limit = largest_output_bytes(settings)
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        retries=5,
+        linger_ms=0,  # the loop flushes each batch itself; waiting only adds latency
+        max_request_size=limit,
+    )
+
+
+def make_consumer(settings: Settings, group_id: str, topics: list[str], client_id: str) -> KafkaConsumer:
+    # Frames over max_frame_bytes must still arrive, so the loop can dead-letter them with
+    # their bytes instead of the consumer stalling on them.
+    fetch_limit = largest_output_bytes(settings)
+    session = settings.session_timeout_ms
+    return KafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session,
+        heartbeat_interval_ms=max(100, session // 4),
+        max_poll_interval_ms=max(300_000, 10 * session),
+        fetch_max_wait_ms=20,  # low latency at low frame rates; batches still fill under load
+        max_partition_fetch_bytes=fetch_limit,
+        fetch_max_bytes=2 * fetch_limit,
+    )

@@ -1,0 +1,335 @@
+"""The streaming line on real parts: a Tansu broker started here, a real Redis, and every stage
+as its own `lineinspect run` process with small models trained on synthetic frames."""
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from lineinspect.schemas import Frame
+from lineinspect.services.camera.publisher import Camera, Publisher
+from lineinspect.services.camera.sources import Shot, synthetic_shots
+from lineinspect.shared.config import MIB, Settings, get_settings
+from lineinspect.shared.datasets.manifest import read_manifest, write_manifest
+from lineinspect.shared.datasets.synth import synthesize_dataset
+from lineinspect.shared.demo.packages import TINY, demo_packages
+from lineinspect.shared.demo.summary import LineRun, VerdictCollector
+from lineinspect.shared.images import encode_png, read_image
+from lineinspect.shared.line.routing import read_routing, write_routing
+from lineinspect.shared.line.verdict_cache import VerdictCache
+from lineinspect.shared.models.anomaly.config import AnomalyConfig
+from lineinspect.shared.models.anomaly.training import train_anomaly
+from lineinspect.shared.streaming.clients import make_producer
+from lineinspect.shared.streaming.embedded import EmbeddedBroker, EmbeddedRedis
+from lineinspect.shared.streaming.health import read_health
+from lineinspect.shared.streaming.stack import LineStack
+from lineinspect.shared.streaming.topics import Topics, ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+
+IMAGE_TYPES = ("disc", "plate", "bracket")
+WAIT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """The machine's Redis when it answers (CI has one at 127.0.0.1:6379), else one started here."""
+    url = get_settings().redis_url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.ConnectionError:
+        with EmbeddedRedis() as started:
+            yield started.url
+        return
+    yield url
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_packages(tmp_path_factory.mktemp("models"), TINY, progress=False)
+
+
+@dataclass
+class Line:
+    stack: LineStack
+    run: LineRun
+    publisher: Publisher
+
+    @property
+    def settings(self) -> Settings:
+        return self.stack.settings
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
+
+    def cameras(self, count: int = 3, size: int = 128) -> list[Camera]:
+        return [Camera(f"cam-{i + 1}", synthetic_shots(IMAGE_TYPES[i % 3], seed=int(time.time() * 1000) % 10**6 + i, size=size))
+                for i in range(count)]
+
+    def publish(self, frames: int, fps: float | None = None, cameras: int = 3, should_stop=lambda: False) -> list[str]:
+        ids: list[str] = []
+
+        def record(frame: Frame, shot: Shot) -> None:
+            self.run.published(frame.frame_id, shot.truth)
+            ids.append(frame.frame_id)
+
+        self.publisher.publish(self.cameras(cameras), frames, fps, on_frame=record, should_stop=should_stop)
+        return ids
+
+    def send_raw(self, value: bytes, key: bytes = b"cam-raw") -> None:
+        self.publisher.producer.send(self.topics.frames, key=key, value=value)
+        self.publisher.producer.flush()
+
+    def wait_for_verdicts(self, frame_ids: list[str], timeout_s: float = WAIT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(f in self.run.verdicts for f in frame_ids):
+                return
+            self.stack.check_stages()
+            time.sleep(0.2)
+        missing = [f for f in frame_ids if f not in self.run.verdicts]
+        raise AssertionError(f"{len(missing)} of {len(frame_ids)} frames got no verdict, e.g. {missing[:3]}")
+
+    def wait_for_deadletters(self, count: int, timeout_s: float = WAIT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.run.deadletter_records) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def health(self) -> list[dict]:
+        return read_health(redis.Redis.from_url(self.settings.redis_url), self.settings.redis_prefix)
+
+    def wait_until_ready(self, stage_counts: dict[str, int], timeout_s: float = WAIT_S) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.stack.check_stages()
+            reports = [r for r in self.health() if r["state"] == "consuming"]
+            counts = {stage: sum(r["stage"] == stage for r in reports) for stage in stage_counts}
+            if counts == stage_counts:
+                return reports
+            time.sleep(0.3)
+        raise AssertionError(f"stages not consuming after {timeout_s:.0f} s: {self.health()}")
+
+    def wait_for_versions(self, stage: str, versions: dict[str, str], timeout_s: float = WAIT_S) -> None:
+        """Until every member of `stage` reports exactly these model versions."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            members = [r for r in self.health() if r["stage"] == stage]
+            if members and all(r["model_versions"] == versions for r in members):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{stage} did not switch to {versions}: {self.health()}")
+
+    def cache(self) -> VerdictCache:
+        return VerdictCache(redis.Redis.from_url(self.settings.redis_url), self.settings.redis_prefix)
+
+
+@pytest.fixture(scope="module")
+def line(broker: EmbeddedBroker, redis_url: str, packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = get_settings().model_copy(update={
+        "kafka_bootstrap": broker.bootstrap, "redis_url": redis_url, "topic_prefix": prefix,
+        "packages": packages, "session_timeout_ms": 2000, "reload_interval_s": 0.5,
+        "max_frame_bytes": 2 * MIB, "partitions": 4,
+    })
+    stack = LineStack(settings, log_dir=tmp_path_factory.mktemp("logs"))
+    ensure_topics(settings)
+    run = LineRun()
+    collector = VerdictCollector(settings, run)
+    producer = make_producer(settings, "test-camera")
+    try:
+        stack.start_stages(threads=1)
+        line = Line(stack, run, Publisher(producer, Topics(prefix).frames, settings.line_id))
+        line.wait_until_ready({"mask_finder": 1, "anomaly": 1, "reviewer": 1})
+        collector.start()
+        yield line
+    finally:
+        collector.stop()
+        producer.close()
+        stack.stop()
+
+
+def test_every_frame_gets_exactly_one_verdict_with_its_ids(line: Line, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = line.publish(24)
+    line.wait_for_verdicts(ids)
+    verdicts = [line.run.verdicts[f] for f in ids]
+    assert line.run.duplicates == 0
+    assert [v.frame_id for v in verdicts] == ids
+    assert {v.image_type for v in verdicts} == set(IMAGE_TYPES)
+    for verdict in verdicts:
+        assert verdict.decision in ("pass", "fail", "review") and verdict.reasons
+        assert set(verdict.model_versions) == {"mask", "anomaly", "reviewer"}
+        assert verdict.latency_ms > 0
+    # The MES path: the same verdicts from Redis, by frame and by part.
+    cache = line.cache()
+    assert cache.count(ids) == len(ids)
+    monkeypatch.setenv("LINEINSPECT_TOPIC_PREFIX", line.settings.topic_prefix)
+    get_settings.cache_clear()
+    try:
+        code, out, err = cli("verdicts", "--part-id", verdicts[5].part_id, "--redis-url", line.settings.redis_url)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert code == 0, err
+    found = [json.loads(text) for text in out.splitlines()]
+    assert [(v["frame_id"], v["decision"]) for v in found] == [(verdicts[5].frame_id, verdicts[5].decision)]
+
+
+def _frame_event(frame_id: str, image: bytes, image_type: str = "disc") -> bytes:
+    now = datetime.now(timezone.utc)
+    frame = Frame(frame_id=frame_id, line_id="line-1", camera_id="cam-raw", image_type=image_type,
+                  captured_at=now, published_at=now, image=image)
+    return frame.model_dump_json().encode()
+
+
+def test_bad_input_goes_to_deadletter_with_a_reason_and_later_frames_still_get_verdicts(line: Line) -> None:
+    before = len(line.run.deadletter_records)
+    tag = uuid.uuid4().hex[:6]
+    good = encode_png(next(synthetic_shots("disc", seed=5, size=128)).image)
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    bad = {
+        f"corrupt-{tag}": _frame_event(f"corrupt-{tag}", b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20),
+        f"oversized-{tag}": _frame_event(f"oversized-{tag}", encode_png(noise)),
+        f"unknown-{tag}": _frame_event(f"unknown-{tag}", good, image_type="widget"),
+    }
+    assert len(bad[f"oversized-{tag}"]) > line.settings.max_frame_bytes
+    for value in bad.values():
+        line.send_raw(value)
+    line.send_raw(json.dumps({"frame_id": f"schema-{tag}", "hello": "world"}).encode())
+    line.send_raw(b"\x00\x01 not json at all")
+    after = [f"after-{tag}-{i}" for i in range(3)]
+    for frame_id in after:
+        line.run.published(frame_id, None)
+        line.send_raw(_frame_event(frame_id, good))
+
+    line.wait_for_verdicts(after)
+    line.wait_for_deadletters(before + 5)
+    letters = line.run.deadletter_records[before:]
+    by_id = {letter.frame_id: letter for letter in letters}
+    assert by_id[f"corrupt-{tag}"].error_type == "decode" and "decoded" in by_id[f"corrupt-{tag}"].reason
+    assert by_id[f"oversized-{tag}"].error_type == "oversized" and "LINEINSPECT_MAX_FRAME_BYTES" in by_id[f"oversized-{tag}"].reason
+    assert by_id[f"unknown-{tag}"].error_type == "unknown_model" and "widget" in by_id[f"unknown-{tag}"].reason
+    assert by_id[f"unknown-{tag}"].stage == "anomaly"
+    assert by_id[f"schema-{tag}"].error_type == "validation" and "image" in by_id[f"schema-{tag}"].reason
+    not_json = [letter for letter in letters if letter.original == b"\x00\x01 not json at all"]
+    assert len(not_json) == 1 and not_json[0].error_type == "decode"
+    for frame_id in (f"corrupt-{tag}", f"oversized-{tag}"):
+        letter = by_id[frame_id]
+        assert letter.original == bad[frame_id], "the dead letter keeps the original bytes"
+        assert letter.source_topic == line.topics.frames and letter.stage == "mask_finder"
+
+
+def test_killing_a_stage_mid_stream_loses_no_frame(line: Line) -> None:
+    published: list[str] = []
+    publishing = threading.Thread(target=lambda: published.extend(line.publish(45, fps=12.0)))
+    publishing.start()
+    time.sleep(1.5)
+    anomaly = next(s for s in line.stack.stages if s.stage == "anomaly")
+    assert line.stack.stop_stage(anomaly, kill=True) == -9
+    time.sleep(1.0)
+    line.stack.start_stage("anomaly", threads=1)
+    publishing.join()
+    line.wait_for_verdicts(published)
+    assert line.cache().count(published) == len(published)
+    assert {f for f in published} <= set(line.run.verdicts)
+
+
+def test_two_members_of_one_stage_split_the_partitions(line: Line) -> None:
+    extra = line.stack.start_stage("anomaly", threads=1)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        members = [r for r in line.health() if r["stage"] == "anomaly" and r["state"] == "consuming"]
+        if len(members) == 2:
+            break
+        assert time.monotonic() < deadline, f"second anomaly member never got partitions: {line.health()}"
+        time.sleep(0.3)
+    first, second = (set(m["partitions"]) for m in members)
+    assert first and second and not first & second
+    assert first | second == {f"{line.topics.masked}:{p}" for p in range(line.settings.partitions)}
+    ids = line.publish(32, cameras=8)
+    line.wait_for_verdicts(ids)
+    # SIGTERM: the member finishes its batch, commits, leaves the group and exits cleanly.
+    assert line.stack.stop_stage(extra) == 0
+
+
+def test_a_hot_swap_mid_stream_gives_every_frame_one_complete_model_version(line: Line, tmp_path: Path) -> None:
+    packages = line.settings.packages
+    manifest = synthesize_dataset(tmp_path / "data", list(IMAGE_TYPES), count=6, seed=9, size=128, anomaly_fraction=0.0)
+    rows = [row.model_copy(update={"split": "train"}) for row in read_manifest(manifest)]
+    new = train_anomaly(rows, packages / "anomaly-v2", AnomalyConfig(), progress=False)
+    routing = read_routing(packages)
+
+    published: list[str] = []
+    stop = threading.Event()
+    publishing = threading.Thread(target=lambda: published.extend(line.publish(10_000, fps=10.0, should_stop=stop.is_set)))
+    publishing.start()
+    time.sleep(1.5)
+    write_routing(packages, routing.model_copy(update={"anomaly": {"default": "anomaly-v2"}}))
+    try:
+        line.wait_for_versions("anomaly", {"default": new.version})
+        time.sleep(1.5)  # frames after the swap
+    finally:
+        stop.set()
+        publishing.join()
+    line.wait_for_verdicts(published)
+
+    versions = [line.run.verdicts[f].model_versions["anomaly"] for f in published]
+    before = set(versions[: len(versions) // 4])
+    assert new.version not in before, "the first frames were scored before the swap"
+    assert versions[-1] == new.version, "the last frames were scored after it"
+    # Per camera the switch happens once: no frame after a new-version frame has the old one.
+    for camera in {line.run.verdicts[f].camera_id for f in published}:
+        sequence = [v for f, v in zip(published, versions) if line.run.verdicts[f].camera_id == camera]
+        switched = sequence.index(new.version)
+        assert all(v == new.version for v in sequence[switched:])
+
+
+def test_the_service_and_evaluate_give_the_same_score(line: Line, cli, tmp_path: Path) -> None:
+    manifest = synthesize_dataset(tmp_path / "data", ["disc"], count=4, seed=11, size=128, anomaly_fraction=0.5)
+    rows = [row.model_copy(update={"split": "test", "image_type": "parity", "product_mask": None})
+            for row in read_manifest(manifest)]
+    write_manifest(tmp_path / "parity.jsonl", rows)
+    packages = line.settings.packages
+    routing = read_routing(packages)
+    anomaly_package = packages / routing.anomaly.get("disc", routing.anomaly.get("default", ""))
+    write_routing(packages, routing.model_copy(update={
+        "mask": {**routing.mask, "parity": "whole_frame"},
+        "anomaly": {**routing.anomaly, "parity": str(anomaly_package.relative_to(packages))},
+    }))
+    deadline = time.monotonic() + WAIT_S
+    while not all("parity" in r["model_versions"] for r in line.health() if r["stage"] in ("mask_finder", "anomaly")):
+        assert time.monotonic() < deadline, "the stages did not pick up the parity routes"
+        time.sleep(0.2)
+
+    code, _, err = cli("evaluate", "anomaly", "--package", anomaly_package, "--manifest", tmp_path / "parity.jsonl",
+                       "--split", "test", "--scores", tmp_path / "scores.jsonl", "--no-progress")
+    assert code == 0, err
+    offline = {json.loads(line_)["path"]: json.loads(line_)["score"] for line_ in (tmp_path / "scores.jsonl").read_text().splitlines()}
+
+    ids = {}
+    for row in rows:
+        frame_id = f"parity-{uuid.uuid4().hex[:8]}"
+        line.run.published(frame_id, None)
+        line.send_raw(_frame_event(frame_id, encode_png(read_image(row.path)), image_type="parity"))
+        ids[frame_id] = row.path
+    deadline = time.monotonic() + WAIT_S
+    while not all(f in line.run.verdicts for f in ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for frame_id, path in ids.items():
+        verdict = line.run.verdicts[frame_id]
+        assert verdict.mask_grade is None  # whole-frame masks are not graded
+        assert verdict.score == pytest.approx(offline[path], rel=1e-5)
