@@ -333,3 +333,23 @@ def test_the_service_and_evaluate_give_the_same_score(line: Line, cli, tmp_path:
         verdict = line.run.verdicts[frame_id]
         assert verdict.mask_grade is None  # whole-frame masks are not graded
         assert verdict.score == pytest.approx(offline[path], rel=1e-5)
+
+
+def test_the_demo_runs_the_whole_line_and_writes_its_summary(packages: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    summary_path = tmp_path / "summary.json"
+    # --training tiny with the cache the `packages` fixture filled: the demo finds its models ready.
+    done = subprocess.run(
+        [sys.executable, "-m", "lineinspect.shared.cli.main", "demo", "--training", "tiny", "--cache", str(packages.parent),
+         "--frames", "24", "--fps", "20", "--summary-json", str(summary_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["frames_published"] == 24 and summary["verdicts"] == 24 and summary["deadletters"] == 0
+    assert sum(summary["decisions"].values()) == 24
+    for key in ("accuracy", "frames_per_second", "p50_ms", "p99_ms"):
+        assert summary[key] is not None and summary[key] >= 0
+    assert summary["p99_ms"] >= summary["p50_ms"]

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     demo.add_argument("--frames", type=int, default=300, help="frames to publish (default 300)")
-    demo.add_argument("--fps", type=float, default=15.0, help="camera frame rate of the whole line (0 = as fast as possible)")
+    demo.add_argument("--fps", type=float, default=10.0, help="camera frame rate of the whole line (0 = as fast as possible)")
     demo.add_argument("--data", type=Path, metavar="MANIFEST", help="publish this manifest's images instead of synthetic ones")
     demo.add_argument("--split", help="with --data: only rows of this split")
     demo.add_argument("--packages", type=Path, help="model packages folder to use instead of the demo's own")
