@@ -101,7 +101,7 @@ def line_run(stack: LineStack, shots: list[Shot], fps: float | None) -> dict:
     publisher.publish(cameras, len(shots), fps, on_frame=lambda frame, shot: run.published(frame.frame_id, shot.truth))
     producer.close()
     deadline = time.monotonic() + 600
-    while len(run.verdicts) + run.deadletters < len(run.truth) and time.monotonic() < deadline:
+    while run.pending() and time.monotonic() < deadline:
         stack.check_stages()
         time.sleep(0.1)
     collector.stop()

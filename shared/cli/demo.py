@@ -161,9 +161,9 @@ def _demo(args: argparse.Namespace) -> int:
         publisher.publish(_demo_cameras(args), args.frames, args.fps or None, on_frame=published)
         producer.close()
         last_count, last_change = -1, time.monotonic()
-        while len(run.verdicts) + run.deadletters < len(run.truth):
+        while run.pending():
             stack.check_stages()
-            count = len(run.verdicts) + run.deadletters
+            count = run.pending()
             if count != last_count:
                 last_count, last_change = count, time.monotonic()
             elif time.monotonic() - last_change > DRAIN_TIMEOUT_S:
@@ -218,12 +218,17 @@ def _up(args: argparse.Namespace) -> int:
             "packages": str(stack.settings.packages), "stage_logs": str(log_dir),
         }), flush=True)
         print("the line is up; publish with `lineinspect publish --kafka-bootstrap ...`; Ctrl-C stops it", file=sys.stderr)
+        restarts: dict[str, int] = {}
         while not stopping:
             for stage in list(stack.stages):
                 if stage.process.poll() is not None:
-                    print(f"stage {stage.stage} exited with status {stage.process.returncode}; restarting it "
-                          f"(log: {stage.log_path})", file=sys.stderr)
+                    # Back off a stage that keeps dying (a bad package, no broker): 2, 4, ... 60 s.
+                    restarts[stage.stage] = restarts.get(stage.stage, 0) + 1
+                    delay = min(60, 2 ** restarts[stage.stage])
+                    print(f"stage {stage.stage} exited with status {stage.process.returncode}; restarting it in "
+                          f"{delay} s (log: {stage.log_path})", file=sys.stderr)
                     stack.stages.remove(stage)
+                    time.sleep(delay)
                     stack.start_stage(stage.stage, args.threads)
             time.sleep(1.0)
     return 0

@@ -38,6 +38,13 @@ class LineRun:
             self.truth[frame_id] = truth
             self.published_at[frame_id] = time.monotonic()
 
+    def pending(self) -> int:
+        """Frames published here that have neither a verdict nor a dead letter yet (the topics
+        may also hold verdicts of frames published by others; those do not count)."""
+        with self.lock:
+            dead = {letter.frame_id for letter in self.deadletter_records}
+            return sum(1 for f in self.truth if f not in self.verdicts and f not in dead)
+
     def decisions(self) -> dict[str, int]:
         with self.lock:
             values = [v.decision for v in self.verdicts.values()]
