@@ -4,7 +4,7 @@ models of the stage routed by image type, and grouping a batch by the model that
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
