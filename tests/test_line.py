@@ -105,10 +105,15 @@ class Line:
         missing = [f for f in frame_ids if f not in self.run.verdicts]
         raise AssertionError(f"{len(missing)} of {len(frame_ids)} frames got no verdict, e.g. {missing[:3]}")
 
-    def wait_for_deadletters(self, count: int, timeout_s: float = WAIT_S) -> None:
+    def wait_for_deadletters(self, frame_ids: set[str], timeout_s: float = WAIT_S) -> None:
+        """Until a dead letter of each of these frames arrived (a count could be met by repeats)."""
         deadline = time.monotonic() + timeout_s
-        while len(self.run.deadletter_records) < count and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if frame_ids <= {letter.frame_id for letter in self.run.deadletter_records}:
+                return
             time.sleep(0.2)
+        seen = {letter.frame_id for letter in self.run.deadletter_records}
+        raise AssertionError(f"no dead letter for {sorted(frame_ids - seen)} after {timeout_s:.0f} s")
 
     def health(self) -> list[dict]:
         return read_health(redis.Redis.from_url(self.settings.redis_url), self.settings.redis_prefix)
@@ -217,7 +222,7 @@ def test_bad_input_goes_to_deadletter_with_a_reason_and_later_frames_still_get_v
         line.send_raw(_frame_event(frame_id, good))
 
     line.wait_for_verdicts(after)
-    line.wait_for_deadletters(before + 5)
+    line.wait_for_deadletters(set(bad) | {f"schema-{tag}"})
     letters = line.run.deadletter_records[before:]
     by_id = {letter.frame_id: letter for letter in letters}
     assert by_id[f"corrupt-{tag}"].error_type == "decode" and "decoded" in by_id[f"corrupt-{tag}"].reason
