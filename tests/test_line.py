@@ -85,6 +85,7 @@ class Line:
         ids: list[str] = []
 
         def record(frame: Frame, shot: Shot) -> None:
+            assert frame.frame_id not in self.run.truth, f"frame id {frame.frame_id} published twice"
             self.run.published(frame.frame_id, shot.truth)
             ids.append(frame.frame_id)
 
@@ -201,6 +202,12 @@ def _frame_event(frame_id: str, image: bytes, image_type: str = "disc") -> bytes
     return frame.model_dump_json().encode()
 
 
+def test_one_publisher_never_reuses_a_frame_id(line: Line) -> None:
+    first, second = line.publish(3), line.publish(3)
+    assert len(set(first) | set(second)) == 6, "a second run of one publisher must not repeat the first run's ids"
+    line.wait_for_verdicts(first + second)
+
+
 def test_bad_input_goes_to_deadletter_with_a_reason_and_later_frames_still_get_verdicts(line: Line) -> None:
     before = len(line.run.deadletter_records)
     tag = uuid.uuid4().hex[:6]
@@ -255,16 +262,16 @@ def test_killing_a_stage_mid_stream_loses_no_frame(line: Line) -> None:
 
 def test_two_members_of_one_stage_split_the_partitions(line: Line) -> None:
     extra = line.stack.start_stage("anomaly", threads=1)
+    every = {f"{line.topics.masked}:{p}" for p in range(line.settings.partitions)}
     deadline = time.monotonic() + WAIT_S
     while True:
         members = [r for r in line.health() if r["stage"] == "anomaly" and r["state"] == "consuming"]
-        if len(members) == 2:
+        held = [set(m["partitions"]) for m in members]
+        # Both consuming, each with its own share, together all of them.
+        if len(held) == 2 and all(held) and not held[0] & held[1] and held[0] | held[1] == every:
             break
-        assert time.monotonic() < deadline, f"second anomaly member never got partitions: {line.health()}"
+        assert time.monotonic() < deadline, f"the two anomaly members never split the partitions: {line.health()}"
         time.sleep(0.3)
-    first, second = (set(m["partitions"]) for m in members)
-    assert first and second and not first & second
-    assert first | second == {f"{line.topics.masked}:{p}" for p in range(line.settings.partitions)}
     ids = line.publish(32, cameras=8)
     line.wait_for_verdicts(ids)
     # SIGTERM: the member finishes its batch, commits, leaves the group and exits cleanly.

@@ -73,7 +73,7 @@ def settings(broker: EmbeddedBroker) -> Settings:
 
 def _loop(settings: Settings, stage: Echo) -> StageLoop:
     topics = Topics(settings.topic_prefix)
-    consumer = make_consumer(settings, f"{settings.topic_prefix}echo", [topics.frames], "echo")
+    consumer = make_consumer(settings, f"{settings.topic_prefix}echo", "echo")
     return StageLoop(stage, consumer, make_producer(settings, "echo"), settings, topics.deadletter)
 
 

@@ -35,6 +35,8 @@ class Publisher:
         self.encoding = encoding
         self.jpeg_quality = jpeg_quality
         self.run_id = uuid.uuid4().hex[:8]
+        # Frame ids are unique per publisher, across publish() calls, not only within one.
+        self._next_sequence = 0
         self.log = get_logger("lineinspect.services.camera", stage="camera")
 
     def frame_for(self, camera_id: str, shot: Shot, sequence: int) -> Frame:
@@ -65,10 +67,10 @@ class Publisher:
         live = list(cameras)
         interval = 1.0 / fps if fps else 0.0
         next_at = time.monotonic()
-        sequence = 0
+        sent = 0
         pending: list = []
-        while live and (frames is None or sequence < frames) and not should_stop():
-            camera = live[sequence % len(live)]
+        while live and (frames is None or sent < frames) and not should_stop():
+            camera = live[sent % len(live)]
             shot = next(camera.shots, None)
             if shot is None:
                 live.remove(camera)
@@ -78,18 +80,19 @@ class Publisher:
                 if delay > 0:
                     time.sleep(delay)
                 next_at = max(next_at + interval, time.monotonic() - interval)
-            frame = self.frame_for(camera.camera_id, shot, sequence)
+            frame = self.frame_for(camera.camera_id, shot, self._next_sequence)
+            self._next_sequence += 1
             if on_frame is not None:
                 on_frame(frame, shot)
             pending.append((frame.frame_id, self.producer.send(
                 self.topic, key=camera.camera_id.encode(), value=frame.model_dump_json().encode()
             )))
-            sequence += 1
-            if sequence % 100 == 0:
+            sent += 1
+            if sent % 100 == 0:
                 self.confirm(pending)
-                self.log.info("frames published", frames=sequence)
+                self.log.info("frames published", frames=sent)
         self.confirm(pending)
-        return sequence
+        return sent
 
     def confirm(self, pending: list) -> None:
         """Flush and check every send: a frame the broker refused is an error, not a frame

@@ -25,13 +25,13 @@ def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
     )
 
 
-def make_consumer(settings: Settings, group_id: str, topics: list[str], client_id: str) -> KafkaConsumer:
+def make_consumer(settings: Settings, group_id: str, client_id: str) -> KafkaConsumer:
+    """A group consumer, not yet subscribed: `StageLoop` subscribes it with its rebalance listener."""
     # Frames over max_frame_bytes must still arrive, so the loop can dead-letter them with
     # their bytes instead of the consumer stalling on them.
     fetch_limit = largest_output_bytes(settings)
     session = settings.session_timeout_ms
     return KafkaConsumer(
-        *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=client_id,
         group_id=group_id,

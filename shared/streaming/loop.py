@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
@@ -74,6 +75,24 @@ def log_ids(item: Any) -> dict[str, Any]:
     return {"frame_id": getattr(frame, "frame_id", None), "camera_id": getattr(frame, "camera_id", None)}
 
 
+class HealthOnRebalance(ConsumerRebalanceListener):
+    """Reports a member's partitions the moment the group changes them, inside `poll`, so
+    health never shows partitions this member has already given up."""
+
+    def __init__(self, health: StageHealth, log: Any) -> None:
+        self.health = health
+        self.log = log
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.health.update(state="joining", partitions=[])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
+        # Ready once the group gave this member its partitions (none: an idle spare).
+        self.health.update(state="consuming" if partitions else "joining", partitions=partitions)
+        self.log.info("partitions assigned", partitions=partitions)
+
+
 class StageLoop:
     def __init__(
         self,
@@ -95,6 +114,7 @@ class StageLoop:
         self.max_input_bytes = max_input_bytes or settings.max_frame_bytes
         self.log = get_logger("lineinspect.loop", stage=stage.name)
         self._stopping = threading.Event()
+        self.consumer.subscribe(topics=[stage.input_topic], listener=HealthOnRebalance(self.health, self.log))
 
     # ---- control -------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -118,11 +138,6 @@ class StageLoop:
                 polled = self.consumer.poll(
                     timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
                 )
-                assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in self.consumer.assignment())
-                if assigned != self.health.partitions or (assigned and self.health.state != "consuming"):
-                    # Ready once the group gave this member its partitions (none: an idle spare).
-                    self.health.update(state="consuming" if assigned else "joining", partitions=assigned)
-                    self.log.info("partitions assigned", partitions=assigned)
                 records = [record for batch in polled.values() for record in batch]
                 if records:
                     self.run_batch(records)

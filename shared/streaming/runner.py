@@ -32,7 +32,7 @@ def stage_loop(name: str, settings: Settings) -> StageLoop:
     ensure_topics(settings, topics)
     stage = build_stage(name, settings, redis_client)
     client_id = f"lineinspect-{name}-{member_name()}"
-    consumer = make_consumer(settings, group_id(settings, name), [stage.input_topic], client_id)
+    consumer = make_consumer(settings, group_id(settings, name), client_id)
     producer = make_producer(settings, client_id)
     health = StageHealth(name, redis_client, settings.redis_prefix, settings.health_port)
     max_input = settings.max_frame_bytes if stage.input_topic == topics.frames else largest_output_bytes(settings)
