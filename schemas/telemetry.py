@@ -1,5 +1,5 @@
 """The `Telemetry` event: per-frame features the monitor uses to watch drift and accuracy
-(topic `telemetry`). Small and image-free, one per verdict."""
+(topic `telemetry`). Small, one per verdict: no frame image, only the product mask (a PNG of a few KB)."""
 
 from typing import Annotated
 
@@ -9,6 +9,7 @@ from lineinspect.schemas.common import (
     Contract,
     Fraction,
     Grade,
+    ImageBytes,
     LatencyMs,
     ModelVersions,
     Name,
@@ -63,3 +64,10 @@ class Telemetry(Contract):
         default_factory=dict, description="Milliseconds each stage spent; keys 'mask', 'anomaly', 'reviewer'."
     )
     model_versions: ModelVersions = Field(description="Model package version per stage; keys 'mask', 'anomaly', 'reviewer'.")
+    product_mask: ImageBytes | None = Field(
+        None,
+        description=(
+            "The product mask the line used, as a single-channel PNG at the frame's resolution, 255 = product; "
+            "null in whole_frame mode. The monitor compares it with a label's mask (IoU)."
+        ),
+    )

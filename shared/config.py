@@ -54,6 +54,26 @@ class Settings(BaseSettings):
     health_port: int = Field(0, ge=0, description="Port of a stage's HTTP /healthz and /readyz; 0 = off.")
     group_suffix: str = Field("", description="Appended to consumer-group names (tests run isolated lines on one broker).")
 
+    # The monitor (docs/monitor.md).
+    monitor_db: Path = Field(Path("monitor/monitor.db"), description="SQLite file where the monitor keeps frames, labels, checks and alerts.")
+    reports_dir: Path = Field(Path("monitor/reports"), description="Where the monitor writes drift and accuracy reports.")
+    drift_window: int = Field(50, ge=20, description="Most recent frames of an image type a drift check compares with the reference.")
+    drift_every: int = Field(10, ge=1, description="Frames of an image type between two drift checks.")
+    drift_min_interval_s: float = Field(
+        5.0, ge=0.0, description="Least time between two drift checks of an image type (a check costs ~1 s of CPU)."
+    )
+    reference_fallback: int = Field(
+        200, ge=20, description="Without a reference in the model package, the first this many frames of a version are the reference."
+    )
+    iou_alert_below: float = Field(0.8, ge=0.0, le=1.0, description="Alert when an image type's mean mask IoU over labelled frames falls below this.")
+    accuracy_alert_below: float = Field(0.9, ge=0.0, le=1.0, description="Alert when an image type's decision accuracy falls below this.")
+    accuracy_window: int = Field(50, ge=1, description="Latest labelled frames of an image type the IoU and accuracy alerts look at.")
+    min_labels: int = Field(10, ge=1, description="Labelled frames an image type needs before IoU and accuracy alerts fire.")
+    review_window: int = Field(100, ge=10, description="Latest frames of an image type the review-rate alert looks at.")
+    review_jump: float = Field(
+        0.2, gt=0.0, le=1.0, description="Alert when the review rate of the latest window exceeds the rate before it by this much."
+    )
+
     @property
     def redis_prefix(self) -> str:
         """Prefix of the line's Redis keys: the topic prefix with ':' ("lineinspect:")."""

@@ -1,16 +1,18 @@
 """Fixtures shared by the test modules: run the CLI in-process, write small image files, and
 find the real data sets (skipping when they are absent)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import redis
 
 from lineinspect.shared.cli.main import main
 from lineinspect.shared.config import get_settings
 from lineinspect.shared.logs import configure_logging
+from lineinspect.shared.streaming.embedded import EmbeddedBroker, EmbeddedRedis
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +63,23 @@ def real_data() -> Callable[[str], Path]:
         return path
 
     return folder
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A real Kafka-protocol broker (Tansu) on a free port, for one test module."""
+    with EmbeddedBroker() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """The machine's Redis when it answers (CI has one at 127.0.0.1:6379), else one started here."""
+    url = get_settings().redis_url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.ConnectionError:
+        with EmbeddedRedis() as started:
+            yield started.url
+        return
+    yield url

@@ -28,7 +28,7 @@ from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.training import train_anomaly
 from lineinspect.shared.streaming.clients import make_producer
-from lineinspect.shared.streaming.embedded import EmbeddedBroker, EmbeddedRedis
+from lineinspect.shared.streaming.embedded import EmbeddedBroker
 from lineinspect.shared.streaming.health import read_health
 from lineinspect.shared.streaming.stack import LineStack
 from lineinspect.shared.streaming.topics import Topics, ensure_topics
@@ -37,25 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 
 IMAGE_TYPES = ("disc", "plate", "bracket")
 WAIT_S = 180.0
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """The machine's Redis when it answers (CI has one at 127.0.0.1:6379), else one started here."""
-    url = get_settings().redis_url
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.ConnectionError:
-        with EmbeddedRedis() as started:
-            yield started.url
-        return
-    yield url
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +346,9 @@ def test_the_demo_runs_the_whole_line_and_writes_its_summary(packages: Path, tmp
     for key in ("accuracy", "frames_per_second", "p50_ms", "p99_ms"):
         assert summary[key] is not None and summary[key] >= 0
     assert summary["p99_ms"] >= summary["p50_ms"]
+    # The monitor ran beside the line and got every frame's telemetry and label.
+    monitor = summary["monitor"]
+    assert monitor["labelled_frames"] == 24 and set(monitor["iou_per_image_type"]) == set(IMAGE_TYPES)
+    assert all(0.0 <= iou <= 1.0 for iou in monitor["iou_per_image_type"].values())
+    assert monitor["drift_at"] is None and monitor["frames_to_detection"] is None
+    assert Path(summary["monitor_dir"], "monitor.db").is_file()

@@ -27,7 +27,7 @@ class Echo:
 
     def __init__(self, topics: Topics, crash_after_delivery: bool = False) -> None:
         self.topics = topics
-        self.input_topic = topics.frames
+        self.input_topics = [topics.frames]
         self.attempts: dict[bytes, int] = {}
         self.crash_after_delivery = crash_after_delivery
 

@@ -54,7 +54,7 @@ class AnomalyStage(FrameStage[AnomalyModel]):
 
     def __init__(self, settings: Settings, topics: Topics, models: StageModels[AnomalyModel]) -> None:
         super().__init__(settings, topics, models)
-        self.input_topic = topics.masked
+        self.input_topics = [topics.masked]
 
     def decode(self, record: ConsumerRecord) -> FrameWork[AnomalyModel]:
         item = super().decode(record)

@@ -13,7 +13,7 @@ from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.datasets.synth.dataset import defect_plan, sample_rng
 from lineinspect.shared.datasets.synth.sample import generate_sample
 from lineinspect.shared.errors import LineinspectError
-from lineinspect.shared.images import IMAGE_EXTENSIONS, read_image
+from lineinspect.shared.images import IMAGE_EXTENSIONS, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Shot:
     truth: str | None = None  # "normal" | "anomaly" when known (manifest, synthetic)
     source: str = ""
     metadata: dict = field(default_factory=dict)
+    product_mask: np.ndarray | None = None  # bool, when the true product mask is known (labels)
 
 
 def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
@@ -55,7 +56,9 @@ def manifest_shots(path: Path, split: str | None = None) -> Iterator[Shot]:
         raise LineinspectError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))
     for row in rows:
         truth = row.label if row.label in ("normal", "anomaly") else None
-        yield Shot(read_image(row.path), row.image_type, truth, row.path)
+        metadata = {"defect_type": row.defect_type} if row.defect_type else {}
+        yield Shot(read_image(row.path), row.image_type, truth, row.path, metadata,
+                   read_mask(row.product_mask) if row.product_mask else None)
 
 
 def synthetic_shots(image_type: str, seed: int = 1000, size: int = 256, anomaly_fraction: float = 0.3) -> Iterator[Shot]:
@@ -67,5 +70,5 @@ def synthetic_shots(image_type: str, seed: int = 1000, size: int = 256, anomaly_
             sample = generate_sample(image_type, sample_rng(seed, image_type, start + offset), size, defect)
             yield Shot(
                 sample.image, image_type, "anomaly" if defect else "normal", f"synthetic:{image_type}:{start + offset}",
-                {"defect_type": defect} if defect else {},
+                {"defect_type": defect} if defect else {}, sample.product_mask,
             )

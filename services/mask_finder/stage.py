@@ -25,7 +25,7 @@ class MaskFinderStage(FrameStage[Finder]):
 
     def __init__(self, settings: Settings, topics: Topics, models: StageModels[Finder]) -> None:
         super().__init__(settings, topics, models)
-        self.input_topic = topics.frames
+        self.input_topics = [topics.frames]
 
     def process(self, items: Sequence[FrameWork[Finder]]) -> list[list[Outgoing] | Refused]:
         clock = Stopwatch()

@@ -18,6 +18,7 @@ from lineinspect.shared.line.decision import DecisionRule
 from lineinspect.shared.line.frames import frame_mask
 from lineinspect.shared.line.routing import StageModels
 from lineinspect.shared.line.stage import FrameStage, FrameWork, Stopwatch, by_model
+from lineinspect.shared.line.overlays import OverlayStore, draw_overlay
 from lineinspect.shared.line.telemetry import image_embedding, image_stats
 from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.models.mask.inference import WHOLE_FRAME
@@ -78,16 +79,20 @@ def telemetry_for(item: FrameWork, verdict: Verdict) -> Telemetry:
         latency_ms=verdict.latency_ms,
         stage_latency_ms=verdict.stage_latency_ms,
         model_versions=verdict.model_versions,
+        product_mask=None if frame.mask.mode == WHOLE_FRAME else frame.mask.mask,
     )
 
 
 class ReviewerStage(FrameStage[Reviewer]):
     name = "reviewer"
 
-    def __init__(self, settings: Settings, topics: Topics, models: StageModels[Reviewer], cache: VerdictCache) -> None:
+    def __init__(
+        self, settings: Settings, topics: Topics, models: StageModels[Reviewer], cache: VerdictCache, overlays: OverlayStore
+    ) -> None:
         super().__init__(settings, topics, models)
-        self.input_topic = topics.scored
+        self.input_topics = [topics.scored]
         self.cache = cache
+        self.overlays = overlays
         self.rule = DecisionRule(settings.review_band)
 
     def route_for(self, frame: Frame) -> tuple[str, Reviewer | None]:
@@ -134,6 +139,9 @@ class ReviewerStage(FrameStage[Reviewer]):
     def delivered(self, items: Sequence[FrameWork[Reviewer]], outputs: Sequence[list[Outgoing]]) -> None:
         # After the broker has the verdicts and before the commit: the cache mirrors the topic.
         self.cache.put([item.result for item in items])
+        self.overlays.put([
+            (item.frame, draw_overlay(item.image, item.frame)) for item in items if item.result.decision != "pass"
+        ])
 
 
 def build(settings: Settings, topics: Topics, redis_client: redis.Redis) -> ReviewerStage:
@@ -141,4 +149,4 @@ def build(settings: Settings, topics: Topics, redis_client: redis.Redis) -> Revi
         "reviewer", settings.packages, Reviewer.from_package, lambda m: m.version, settings.reload_interval_s, required=False
     )
     cache = VerdictCache(redis_client, settings.redis_prefix, settings.verdict_ttl_s, settings.recent_verdicts)
-    return ReviewerStage(settings, topics, models, cache)
+    return ReviewerStage(settings, topics, models, cache, OverlayStore(redis_client, settings.redis_prefix, settings.verdict_ttl_s))

@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lineinspect.services import STAGES
+from lineinspect.services import SERVICES
+from lineinspect.services.camera.changes import LOOK_CHANGES as LOOK_CHANGE_NAMES
 from lineinspect.shared.cli.line import add_connection_options, settings_from
 from lineinspect.shared.config import Settings
 from lineinspect.shared.errors import LineinspectError
@@ -18,6 +19,8 @@ from lineinspect.shared.errors import LineinspectError
 DEFAULT_CACHE = Path.home() / ".cache" / "lineinspect" / "demo"
 READY_TIMEOUT_S = 300.0
 DRAIN_TIMEOUT_S = 60.0
+MONITOR_SETTLE_S = 3.0  # no new drift check for this long after the last one could be due: done
+MONITOR_SETTLE_TIMEOUT_S = 120.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where the demo's models are cached (default {DEFAULT_CACHE})")
     demo.add_argument("--threads", type=int, default=1, help="torch threads per stage process (default 1)")
     demo.add_argument("--log-dir", type=Path, help="stage logs (default: a temporary folder, shown at the end)")
+    demo.add_argument("--drift-at", type=int, metavar="K",
+                      help="change the look of every camera's frames from the line's frame K on (the monitor should notice)")
+    demo.add_argument("--drift-kind", choices=sorted(LOOK_CHANGE_NAMES), default="lighting",
+                      help="with --drift-at: what changes (default lighting)")
+    demo.add_argument("--monitor-dir", type=Path,
+                      help="the monitor's store and reports (default: a temporary folder, shown at the end)")
     demo.add_argument("--training", choices=("standard", "tiny"), default="standard", help=argparse.SUPPRESS)
     demo.set_defaults(handler=_demo)
 
@@ -57,7 +66,7 @@ def _use_embedded(args: argparse.Namespace, option: str, env: str) -> bool:
     return getattr(args, option, None) is None and env not in os.environ
 
 
-def _wait_until_ready(stack, timeout_s: float = READY_TIMEOUT_S) -> None:
+def _wait_until_ready(stack, services: tuple[str, ...], timeout_s: float = READY_TIMEOUT_S) -> None:
     import redis
 
     from lineinspect.shared.streaming.health import read_health
@@ -67,7 +76,7 @@ def _wait_until_ready(stack, timeout_s: float = READY_TIMEOUT_S) -> None:
     while time.monotonic() < deadline:
         stack.check_stages()
         ready = {report["stage"] for report in read_health(client, stack.settings.redis_prefix) if report["ready"]}
-        if ready >= set(STAGES):
+        if ready >= set(services):
             return
         time.sleep(0.5)
     raise LineinspectError(f"the stages were not consuming after {timeout_s:.0f} s; see their logs")
@@ -102,17 +111,23 @@ def _progress_text(run, started: float) -> str:
 
 
 def _demo_cameras(args: argparse.Namespace) -> list:
+    from lineinspect.services.camera.changes import LineCounter, changed_after
     from lineinspect.services.camera.publisher import Camera
     from lineinspect.services.camera.sources import manifest_shots, synthetic_shots
     from lineinspect.shared.demo.packages import DEMO_IMAGE_TYPES, STANDARD, TINY
 
     if args.data is not None:
-        return [Camera("cam-1", manifest_shots(args.data, args.split))]
-    size = (TINY if args.training == "tiny" else STANDARD).size
-    return [
-        Camera(f"cam-{i + 1}", synthetic_shots(image_type, seed=1000 + i, size=size))
-        for i, image_type in enumerate(DEMO_IMAGE_TYPES)
-    ]
+        cameras = [Camera("cam-1", manifest_shots(args.data, args.split))]
+    else:
+        size = (TINY if args.training == "tiny" else STANDARD).size
+        cameras = [
+            Camera(f"cam-{i + 1}", synthetic_shots(image_type, seed=1000 + i, size=size))
+            for i, image_type in enumerate(DEMO_IMAGE_TYPES)
+        ]
+    if args.drift_at is None:
+        return cameras
+    counter = LineCounter()
+    return [Camera(c.camera_id, changed_after(c.shots, counter, args.drift_at, args.drift_kind)) for c in cameras]
 
 
 def _packages(args: argparse.Namespace, use_demo: bool) -> Path | None:
@@ -130,14 +145,21 @@ def _demo(args: argparse.Namespace) -> int:
     from lineinspect.services.camera.publisher import Publisher
     from lineinspect.shared.config import get_settings
     from lineinspect.shared.demo.summary import LineRun, VerdictCollector
+    from lineinspect.shared.monitor.labels import label_for_shot
     from lineinspect.shared.streaming.clients import make_producer
     from lineinspect.shared.streaming.stack import LineStack
     from lineinspect.shared.streaming.topics import Topics, ensure_topics
 
     if args.frames < 1:
         raise LineinspectError("--frames must be at least 1")
+    if args.drift_at is not None and not 0 <= args.drift_at < args.frames:
+        raise LineinspectError(f"--drift-at must be a frame of the run: 0 to {args.frames - 1}")
     packages = _packages(args, use_demo=True)
-    settings = get_settings().model_copy(update={"packages": packages.resolve(), "session_timeout_ms": 2000})
+    monitor_dir = (args.monitor_dir or Path(tempfile.mkdtemp(prefix="lineinspect-demo-monitor-"))).resolve()
+    settings = get_settings().model_copy(update={
+        "packages": packages.resolve(), "session_timeout_ms": 2000,
+        "monitor_db": monitor_dir / "monitor.db", "reports_dir": monitor_dir / "reports",
+    })
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="lineinspect-demo-logs-"))
     run = LineRun()
     stack = LineStack(settings, log_dir=log_dir)
@@ -145,17 +167,23 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         stack.start_infrastructure(embedded_broker=True, embedded_redis="LINEINSPECT_REDIS_URL" not in os.environ)
         ensure_topics(stack.settings)
-        stack.start_stages(threads=args.threads)
-        _wait_until_ready(stack)
+        stack.start_stages(threads=args.threads, services=SERVICES)
+        _wait_until_ready(stack, SERVICES)
         collector = VerdictCollector(stack.settings, run)
         collector.start()
         producer = make_producer(stack.settings, "lineinspect-demo-camera")
-        publisher = Publisher(producer, Topics(stack.settings.topic_prefix).frames, stack.settings.line_id)
+        topics = Topics(stack.settings.topic_prefix)
+        publisher = Publisher(producer, topics.frames, stack.settings.line_id)
         progress = Progress()
         started = time.monotonic()
+        frame_order: dict[str, int] = {}
 
         def published(frame, shot) -> None:
             run.published(frame.frame_id, shot.truth)
+            frame_order[frame.frame_id] = len(frame_order)
+            label = label_for_shot(frame.frame_id, shot)
+            if label is not None:  # the demo knows the truth: the monitor gets it as labels
+                producer.send(topics.labels, key=frame.frame_id.encode(), value=label.model_dump_json().encode())
             progress.show(_progress_text(run, started))
 
         publisher.publish(_demo_cameras(args), args.frames, args.fps or None, on_frame=published)
@@ -172,12 +200,14 @@ def _demo(args: argparse.Namespace) -> int:
             time.sleep(0.2)
         progress.show(_progress_text(run, started), final=True)
         summary = run.summary(started, time.monotonic())
+        summary["monitor"] = _monitor_block(stack, len(run.verdicts), frame_order, args.drift_at)
     finally:
         if collector is not None:
             collector.stop()
         stack.stop()
     summary["packages"] = str(packages)
     summary["stage_logs"] = str(log_dir)
+    summary["monitor_dir"] = str(monitor_dir)
     print(json.dumps(summary, indent=2))
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +217,26 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"error: {missing} frames got neither a verdict nor a dead letter; see {log_dir}", file=sys.stderr)
         return 1
     return 0
+
+
+def _monitor_block(stack, verdicts: int, frame_order: dict[str, int], drift_at: int | None) -> dict:  # noqa: ANN001
+    """Wait until the monitor stored every frame and its drift checks settled, then summarise."""
+    from lineinspect.shared.monitor.store import MonitorStore
+    from lineinspect.shared.monitor.summary import monitor_summary
+
+    store = MonitorStore(stack.settings.monitor_db)
+    deadline = time.monotonic() + MONITOR_SETTLE_TIMEOUT_S
+    last_checks, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        stack.check_stages()
+        frames = store.query("SELECT COUNT(*) FROM frames")[0][0]
+        checks = store.query("SELECT COUNT(*) FROM drift_checks")[0][0]
+        if checks != last_checks:
+            last_checks, stable_since = checks, time.monotonic()
+        if frames >= verdicts and time.monotonic() - stable_since > stack.settings.drift_min_interval_s + MONITOR_SETTLE_S:
+            break
+        time.sleep(0.3)
+    return monitor_summary(store, frame_order, drift_at)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -212,10 +262,11 @@ def _up(args: argparse.Namespace) -> int:
             embedded_redis=_use_embedded(args, "redis_url", "LINEINSPECT_REDIS_URL"),
         )
         ensure_topics(stack.settings)
-        stack.start_stages(threads=args.threads)
+        stack.start_stages(threads=args.threads, services=SERVICES)
         print(json.dumps({
             "kafka_bootstrap": stack.settings.kafka_bootstrap, "redis_url": stack.settings.redis_url,
             "packages": str(stack.settings.packages), "stage_logs": str(log_dir),
+            "monitor_db": str(stack.settings.monitor_db), "reports_dir": str(stack.settings.reports_dir),
         }), flush=True)
         print("the line is up; publish with `lineinspect publish --kafka-bootstrap ...`; Ctrl-C stops it", file=sys.stderr)
         restarts: dict[str, int] = {}

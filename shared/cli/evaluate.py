@@ -63,7 +63,8 @@ def _evaluate_mask(args: argparse.Namespace) -> int:
         raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
     finder = load_mask_finder(args.package)
     figures, results = evaluate_masks(finder, rows, progress=not args.no_progress, keep_masks=args.html is not None)
-    figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest], **figures}
+    figures = {"package": str(args.package), "version": finder.version, "split": args.split,
+               "manifests": [str(p) for p in args.manifest], **figures}
     print(f"{'image type':<20} {'n':>5} {'IoU mean':>9} {'IoU min':>8}")
     for name, row in figures["per_image_type"].items():
         print(f"{name:<20} {row['n']:>5} {row['iou_mean']:>9.4f} {row['iou_min']:>8.4f}")

@@ -3,11 +3,12 @@ one stage against any broker and Redis, `publish` is the camera simulator, `verd
 verdicts (from Redis by part or frame, or tails the topic), `status` shows the stages' health."""
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-from lineinspect.services import STAGES
+from lineinspect.services import SERVICES
 from lineinspect.shared.config import Settings, get_settings
 from lineinspect.shared.errors import LineinspectError
 
@@ -30,8 +31,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser("run", help="run one stage of the line against a Kafka broker and Redis")
-    run.add_argument("stage", choices=STAGES)
+    run = subparsers.add_parser("run", help="run one service of the line (a model stage or the monitor) against a Kafka broker and Redis")
+    run.add_argument("stage", choices=SERVICES)
     add_connection_options(run, packages=True)
     run.set_defaults(handler=_run)
 
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     publish.add_argument("--frames", type=int, help="stop after this many frames (default: all, or 100 synthetic)")
     publish.add_argument("--fps", type=float, default=10.0, help="frames per second for the whole line (0 = as fast as possible)")
     publish.add_argument("--encoding", choices=("png", "jpeg"), default="png")
+    publish.add_argument("--frames-log", type=Path,
+                         help="write each published frame's id, source and truth here (JSON Lines; `lineinspect label --from-manifest` reads it)")
     add_connection_options(publish)
     publish.set_defaults(handler=_publish)
 
@@ -107,7 +110,16 @@ def _publish(args: argparse.Namespace) -> int:
     producer = make_producer(settings, "lineinspect-camera")
     try:
         publisher = Publisher(producer, Topics(settings.topic_prefix).frames, settings.line_id, args.encoding)
-        published = publisher.publish(cameras, frames, args.fps or None)
+        with contextlib.ExitStack() as stack:
+            on_frame = None
+            if args.frames_log is not None:
+                log = stack.enter_context(args.frames_log.open("a", encoding="utf-8"))
+
+                def on_frame(frame, shot) -> None:  # noqa: ANN001
+                    log.write(json.dumps({"frame_id": frame.frame_id, "camera_id": frame.camera_id,
+                                          "image_type": frame.image_type, "source": shot.source, "truth": shot.truth}) + "\n")
+
+            published = publisher.publish(cameras, frames, args.fps or None, on_frame=on_frame)
     finally:
         producer.close()
     print(f"published {published} frames to {Topics(settings.topic_prefix).frames}")

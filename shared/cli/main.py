@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from lineinspect.shared.errors import LineinspectError
 from lineinspect.shared.logs import configure_logging
 
-COMMAND_MODULES = ("datasets", "train", "evaluate", "line", "demo")
+COMMAND_MODULES = ("datasets", "train", "evaluate", "line", "monitor", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,8 +37,8 @@ class DemoTraining:
     max_steps: int | None = None
 
     @property
-    def key(self) -> str:
-        return f"v2-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
+    def key(self) -> str:  # v3: anomaly packages carry their drift reference
+        return f"v3-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
 
 
 STANDARD = DemoTraining()

@@ -44,7 +44,7 @@ class FrameStage(Generic[Model]):
         self.models = models
         self.log = get_logger(f"lineinspect.services.{self.name}", stage=self.name)
 
-    input_topic: str
+    input_topics: list[str]
 
     def decode(self, record: ConsumerRecord) -> FrameWork[Model]:
         frame = parse_frame(record.value)

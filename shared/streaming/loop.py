@@ -47,7 +47,7 @@ class Stage(Protocol):
     """What a service plugs into the loop: how to read one record and how to process a batch."""
 
     name: str
-    input_topic: str
+    input_topics: list[str]
 
     def decode(self, record: ConsumerRecord) -> Any:
         """The record as the stage's item; raise `Refused` for input it cannot use."""
@@ -114,7 +114,7 @@ class StageLoop:
         self.max_input_bytes = max_input_bytes or settings.max_frame_bytes
         self.log = get_logger("lineinspect.loop", stage=stage.name)
         self._stopping = threading.Event()
-        self.consumer.subscribe(topics=[stage.input_topic], listener=HealthOnRebalance(self.health, self.log))
+        self.consumer.subscribe(topics=list(stage.input_topics), listener=HealthOnRebalance(self.health, self.log))
 
     # ---- control -------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -129,7 +129,7 @@ class StageLoop:
     def run(self, max_idle_s: float | None = None) -> None:
         """Run until stopped (or, with `max_idle_s`, until no record came for that long)."""
         self.health.update(state="joining", model_versions=self.stage.model_versions())
-        self.log.info("stage starting", input_topic=self.stage.input_topic, model_versions=self.stage.model_versions())
+        self.log.info("stage starting", input_topics=self.stage.input_topics, model_versions=self.stage.model_versions())
         last_record_at = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -148,6 +148,9 @@ class StageLoop:
                         break
         finally:
             self.health.update(state="stopping")
+            close = getattr(self.stage, "close", None)  # a stage with its own threads or files
+            if close is not None:
+                close()
             self.log.info("stage stopping: leaving the group", **self.health.counts())
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=10)

@@ -11,12 +11,12 @@ from lineinspect.shared.streaming.clients import largest_output_bytes, make_cons
 from lineinspect.shared.streaming.health import StageHealth, member_name
 from lineinspect.shared.streaming.loop import Stage, StageLoop
 from lineinspect.shared.streaming.topics import Topics, ensure_topics
-from lineinspect.services import STAGES
+from lineinspect.services import SERVICES
 
 
 def build_stage(name: str, settings: Settings, redis_client: redis.Redis) -> Stage:
-    if name not in STAGES:
-        raise LineinspectError(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}")
+    if name not in SERVICES:
+        raise LineinspectError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     module = importlib.import_module(f"lineinspect.services.{name}.stage")
     return module.build(settings, Topics(settings.topic_prefix), redis_client)
 
@@ -35,7 +35,7 @@ def stage_loop(name: str, settings: Settings) -> StageLoop:
     consumer = make_consumer(settings, group_id(settings, name), client_id)
     producer = make_producer(settings, client_id)
     health = StageHealth(name, redis_client, settings.redis_prefix, settings.health_port)
-    max_input = settings.max_frame_bytes if stage.input_topic == topics.frames else largest_output_bytes(settings)
+    max_input = settings.max_frame_bytes if stage.input_topics == [topics.frames] else largest_output_bytes(settings)
     return StageLoop(stage, consumer, producer, settings, topics.deadletter, health, max_input)
 
 

@@ -86,8 +86,8 @@ class LineStack:
         self.log.info("stage started", service=stage, pid=process.pid, log=str(log_path) if log_path else None)
         return started
 
-    def start_stages(self, threads: int | None = None) -> None:
-        for stage in STAGES:
+    def start_stages(self, threads: int | None = None, services: tuple[str, ...] = STAGES) -> None:
+        for stage in services:
             self.start_stage(stage, threads)
 
     def check_stages(self) -> None:

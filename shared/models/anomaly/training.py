@@ -25,6 +25,7 @@ from lineinspect.shared.models.anomaly.calibration import (
     normal_quantile_threshold,
 )
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
+from lineinspect.shared.models.anomaly.reference import REFERENCE_NAME, reference_rows
 from lineinspect.shared.models.anomaly.inference import (
     AnomalyModel,
     DefectTypes,
@@ -184,18 +185,22 @@ def reference_levels(normal: np.ndarray) -> ReferenceLevels:
     return ReferenceLevels(peak=max(peak, 1e-6), mean=max(mean, 1e-6))
 
 
-def choose_threshold(model: AnomalyModel, plan: TrainingPlan, progress: bool) -> tuple[Threshold, ReferenceLevels]:
+def choose_threshold(
+    model: AnomalyModel, plan: TrainingPlan, progress: bool
+) -> tuple[Threshold, ReferenceLevels, list[ManifestRow], np.ndarray]:
     """Reference levels from the normal images the bank did not see, then the threshold on
-    the image score they define."""
+    the image score they define. Also returns those normals and their (peak, mean) measures."""
     if plan.calibrates_on_anomalies:
-        normals = measure_rows(model, [r for r in plan.calibration if r.label == "normal"], progress, "calibration normals")
+        normal_rows = [r for r in plan.calibration if r.label == "normal"]
+        normals = measure_rows(model, normal_rows, progress, "calibration normals")
         anomalies = measure_rows(model, [r for r in plan.calibration if r.label == "anomaly"], progress, "calibration anomalies")
         levels = reference_levels(normals)
         score = lambda m: np.array([levels.score(p, q) for p, q in m])  # noqa: E731
-        return f1_optimal_threshold(score(normals), score(anomalies)), levels
+        return f1_optimal_threshold(score(normals), score(anomalies)), levels, normal_rows, normals
     normals = measure_rows(model, plan.held_back, progress, "held-back normals")
     levels = reference_levels(normals)
-    return normal_quantile_threshold(np.array([levels.score(p, q) for p, q in normals])), levels
+    threshold = normal_quantile_threshold(np.array([levels.score(p, q) for p, q in normals]))
+    return threshold, levels, list(plan.held_back), normals
 
 
 def _summary(rows: Sequence[ManifestRow]) -> dict[str, object]:
@@ -238,7 +243,7 @@ def train_anomaly(
     centroids = kmeans(bank, ivf_list_count(len(bank)), seed=config.seed) if len(bank) > config.exact_search_limit else None
     search = NearestPatchSearch(bank, centroids, config.ivf_probes, projection)
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
-    threshold, levels = choose_threshold(model, plan, progress)
+    threshold, levels, normal_rows, normal_measures = choose_threshold(model, plan, progress)
     defect_types = defect_type_descriptors(model, plan.calibration)
     seconds = time.perf_counter() - started
     log.info(
@@ -255,10 +260,12 @@ def train_anomaly(
         tensors["ivf_centroids"] = centroids
     if defect_types.labels:
         tensors["defect_type_descriptors"] = defect_types.descriptors
+    reference = reference_rows(plan.bank, normal_rows, normal_measures, levels, threshold.value)
     return save_package(
         out_dir,
         "anomaly",
         tensors,
+        extra_files={REFERENCE_NAME: reference},
         input_size=[config.input_size, config.input_size],
         preprocessing={
             **square_input_preprocessing(config.input_size),

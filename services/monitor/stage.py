@@ -1,0 +1,144 @@
+"""monitor: telemetry, verdicts and labels in (topics `telemetry`, `verdicts`, `labels`);
+accuracy per image type from labels, scheduled drift checks against the model package's
+reference, alerts out (topic `alerts`, and the log). State lives in an SQLite file
+(`LINEINSPECT_MONITOR_DB`), live counts in Redis. See docs/monitor.md."""
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from pydantic import BaseModel, ValidationError
+
+from lineinspect.schemas import Alert, Label, Telemetry, Verdict
+from lineinspect.shared.config import Settings
+from lineinspect.shared.logs import get_logger
+from lineinspect.shared.monitor.accuracy import outcome_of
+from lineinspect.shared.monitor.alerts import AlertBook, accuracy_findings, review_finding
+from lineinspect.shared.monitor.checks import DriftChecks
+from lineinspect.shared.monitor.reference import References
+from lineinspect.shared.monitor.store import MonitorStore
+from lineinspect.shared.streaming.clients import make_producer
+from lineinspect.shared.streaming.deadletter import Refused, frame_id_of
+from lineinspect.shared.streaming.loop import Outgoing
+from lineinspect.shared.streaming.topics import Topics
+
+
+class AlertSink:
+    """Every alert goes to the `alerts` topic (acknowledged), the store and the log."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, store: MonitorStore) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.store = store
+        self.log = get_logger("lineinspect.monitor.alerts")
+
+    def __call__(self, alert: Alert) -> None:
+        self.store.add_alert(alert)
+        self.producer.send(self.topic, key=alert.image_type.encode(), value=alert.model_dump_json().encode()).get(timeout=30)
+        self.log.warning("alert", alert_id=alert.alert_id, kind=alert.kind, image_type=alert.image_type,
+                         figure=alert.figure, value=alert.value, threshold=alert.threshold, message=alert.message)
+
+
+class LiveView:
+    """Counts per line and image type in Redis, for the dashboard and `lineinspect status`."""
+
+    def __init__(self, redis_client: redis.Redis, prefix: str) -> None:
+        self.redis = redis_client
+        self.key = f"{prefix}monitor:counts"
+
+    def count(self, decisions: Counter) -> None:
+        if not decisions:
+            return
+        pipe = self.redis.pipeline()
+        for (line_id, image_type, decision), n in decisions.items():
+            pipe.hincrby(self.key, f"{line_id}|{image_type}|{decision}", n)
+        pipe.execute()
+
+    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for field, value in self.redis.hgetall(self.key).items():
+            line_id, image_type, decision = field.decode().split("|")
+            out.setdefault(line_id, {}).setdefault(image_type, {})[decision] = int(value)
+        return out
+
+
+
+class MonitorStage:
+    name = "monitor"
+
+    def __init__(
+        self, settings: Settings, topics: Topics, store: MonitorStore, live: LiveView, sink: AlertSink
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.input_topics = [topics.telemetry, topics.verdicts, topics.labels]
+        self.events: dict[str, type[BaseModel]] = {topics.telemetry: Telemetry, topics.verdicts: Verdict, topics.labels: Label}
+        self.store = store
+        self.live = live
+        self.sink = sink
+        self.book = AlertBook(settings.line_id)
+        self.checks = DriftChecks(store, References(settings.packages, store, settings.reference_fallback), settings, sink)
+        self.log = get_logger("lineinspect.services.monitor", stage=self.name)
+
+    def decode(self, record: ConsumerRecord) -> BaseModel:
+        model = self.events[record.topic]
+        try:
+            return model.model_validate_json(record.value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            raise Refused(
+                "validation", f"not a valid {model.__name__} event: {where}: {first['msg']}", frame_id_of(record.value)
+            ) from None
+
+    def process(self, items: Sequence[BaseModel]) -> list[list[Outgoing] | Refused]:
+        new_frames: Counter = Counter()
+        decisions: Counter = Counter()
+        labelled: set[str] = set()
+        with self.store.transaction() as db:
+            for item in items:
+                if isinstance(item, Telemetry):
+                    if self.store.add_telemetry(db, item):
+                        new_frames[item.image_type] += 1
+                        decisions[(item.line_id, item.image_type, item.decision)] += 1
+                    joined = self.store.frame_for_label(db, item.frame_id)
+                elif isinstance(item, Label):
+                    self.store.add_label(db, item)
+                    joined = self.store.frame_for_label(db, item.frame_id)
+                else:
+                    self.store.add_verdict(db, item)
+                    continue
+                if joined is not None:
+                    self.store.add_outcome(db, outcome_of(joined))
+                    labelled.add(joined["image_type"])
+        self.live.count(decisions)
+        for image_type in labelled:
+            for alert in self.book.update(accuracy_findings(self.store, self.settings, image_type), image_type):
+                self.sink(alert)
+        for image_type, count in new_frames.items():
+            for alert in self.book.update(review_finding(self.store, self.settings, image_type), image_type):
+                self.sink(alert)
+            self.checks.frames_arrived(image_type, count)
+        return [[] for _ in items]
+
+    def delivered(self, items: Sequence[Any], outputs: Sequence[list[Outgoing]]) -> None:
+        """Nothing to do: the store was written in `process`, idempotently."""
+
+    def between_batches(self) -> None:
+        """No models to swap; references follow the anomaly versions the frames name."""
+
+    def model_versions(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        self.checks.stop()
+
+
+def build(settings: Settings, topics: Topics, redis_client: redis.Redis) -> MonitorStage:
+    store = MonitorStore(settings.monitor_db)
+    sink = AlertSink(make_producer(settings, "lineinspect-monitor-alerts"), topics.alerts, store)
+    return MonitorStage(settings, topics, store, LiveView(redis_client, settings.redis_prefix), sink)
+

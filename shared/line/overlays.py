@@ -1,0 +1,74 @@
+"""Pictures of the frames a person should see: for each `fail` and `review` verdict, the
+reviewer keeps a small JPEG in Redis (frame, product-mask outline in green, heatmap in red
+where it is past half the threshold, defect boxes), and a capped list of the latest ones per
+line. The dashboard shows them; they expire with the verdicts."""
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import redis
+
+from lineinspect.schemas import Frame
+from lineinspect.shared.images import decode_mask
+
+MAX_SIDE = 320
+RECENT = 200
+
+
+def draw_overlay(image: np.ndarray, frame: Frame, max_side: int = MAX_SIDE) -> bytes:
+    """JPEG of `image` (uint8 BGR) with what the line found drawn on it."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    picture = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image.copy()
+    if frame.anomaly is not None:
+        heat = cv2.imdecode(np.frombuffer(frame.anomaly.heatmap, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if heat is not None:
+            heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+            # grey level 255 = heatmap_scale x threshold; weight 0 below half the threshold
+            level = heat * frame.anomaly.heatmap_scale
+            weight = np.clip((level - 0.5) / 0.5, 0.0, 1.0)[..., None] * 0.6
+            red = np.zeros_like(picture)
+            red[..., 2] = 255
+            picture = (picture * (1 - weight) + red * weight).astype(np.uint8)
+        for region in frame.anomaly.regions:
+            corner1 = (round(region.x1 * scale), round(region.y1 * scale))
+            corner2 = (round(region.x2 * scale) - 1, round(region.y2 * scale) - 1)
+            cv2.rectangle(picture, corner1, corner2, (0, 255, 255), 1)
+    if frame.mask is not None and frame.mask.mode != "whole_frame":
+        mask = cv2.resize(decode_mask(frame.mask.mask).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(picture, contours, -1, (0, 200, 0), 1)
+    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return data.tobytes() if ok else b""
+
+
+class OverlayStore:
+    def __init__(self, client: redis.Redis, prefix: str = "lineinspect:", ttl_s: int = 7 * 24 * 3600) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def _key(self, frame_id: str) -> str:
+        return f"{self.prefix}overlay:{frame_id}"
+
+    def _recent_key(self, line_id: str) -> str:
+        return f"{self.prefix}problems:{line_id}"
+
+    def put(self, pictures: Sequence[tuple[Frame, bytes]]) -> None:
+        if not pictures:
+            return
+        pipe = self.redis.pipeline()
+        for frame, picture in pictures:
+            pipe.set(self._key(frame.frame_id), picture, ex=self.ttl_s)
+            pipe.lrem(self._recent_key(frame.line_id), 0, frame.frame_id)  # a repeat moves to the front
+            pipe.lpush(self._recent_key(frame.line_id), frame.frame_id)
+            pipe.ltrim(self._recent_key(frame.line_id), 0, RECENT - 1)
+        pipe.execute()
+
+    def get(self, frame_id: str) -> bytes | None:
+        return self.redis.get(self._key(frame_id))
+
+    def recent(self, line_id: str, count: int = 20) -> list[str]:
+        return [f.decode() for f in self.redis.lrange(self._recent_key(line_id), 0, count - 1)]
