@@ -344,10 +344,16 @@ def test_nan_cannot_enter_an_event():
     assert _error_types(exc) == {("latency_ms",): "finite_number"}
 
 
-@pytest.mark.parametrize("stem", ["verdict", "telemetry", "alert"])
-def test_mes_and_monitor_events_carry_no_images(stem: str):
+@pytest.mark.parametrize("stem", ["verdict", "alert"])
+def test_mes_and_alert_events_carry_no_images(stem: str):
     schema_text = export.schema_text(EVENTS[stem])
     assert "contentEncoding" not in schema_text
+
+
+def test_telemetry_carries_no_image_but_the_product_mask_the_line_used():
+    properties = Telemetry.model_json_schema()["properties"]
+    encoded = [name for name, spec in properties.items() if "contentEncoding" in json.dumps(spec)]
+    assert encoded == ["product_mask"], "the monitor needs the mask for IoU; frames and heatmaps stay off telemetry"
 
 
 def test_image_fields_are_documented_as_base64_images_in_json_schema():
