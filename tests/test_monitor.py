@@ -176,3 +176,10 @@ def test_accuracy_alerts_need_confidence_not_a_few_unlucky_frames(store: Monitor
     ingest(store, [e for i in range(10) for e in (telemetry(f"b{i}", "pass", minutes=30 + i), make_label(f"b{i}", "fail"))])
     finding = accuracy_findings(store, settings, "disc")["accuracy_drop"]
     assert finding is not None and finding.value == 0.5 and "upper bound" in finding.message
+
+
+def test_a_label_mask_of_the_wrong_size_costs_the_iou_not_the_frame(store: MonitorStore) -> None:
+    ingest(store, [make_label("f1", "pass", product_mask=square_mask(size=64)), telemetry("f1", "pass")])
+    outcome = store.query("SELECT * FROM outcomes")[0]
+    assert outcome["iou"] is None and outcome["correct"] == 1
+    assert store.query("SELECT COUNT(*) FROM frames")[0][0] == 1

@@ -14,6 +14,7 @@ import numpy as np
 
 from lineinspect.shared.errors import LineinspectError
 from lineinspect.shared.images import decode_mask
+from lineinspect.shared.logs import get_logger
 
 Bucket = Literal["minute", "hour", "day"]
 BUCKET_FORMATS = {"minute": "%Y-%m-%dT%H:%MZ", "hour": "%Y-%m-%dT%H:00Z", "day": "%Y-%m-%d"}
@@ -42,7 +43,14 @@ def outcome_of(row: sqlite3.Row) -> dict[str, Any]:
     verdict, truth = row["decision"], row["truth"]
     iou = None
     if row["product_mask"] is not None and row["true_mask"] is not None:
-        iou = mask_iou(row["product_mask"], row["true_mask"])
+        try:
+            iou = mask_iou(row["product_mask"], row["true_mask"])
+        except LineinspectError as exc:
+            # A label whose mask cannot be compared still says whether the verdict was right;
+            # the frame's telemetry must not be refused for it.
+            get_logger("lineinspect.monitor.accuracy").warning(
+                "label mask not compared", frame_id=row["frame_id"], error=str(exc)
+            )
     return {
         "frame_id": row["frame_id"], "image_type": row["image_type"], "captured_at": row["captured_at"],
         "anomaly_version": row["anomaly_version"], "mask_version": row["mask_version"],
