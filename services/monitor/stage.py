@@ -18,6 +18,7 @@ from lineinspect.shared.logs import get_logger
 from lineinspect.shared.monitor.accuracy import outcome_of
 from lineinspect.shared.monitor.alerts import AlertBook, accuracy_findings, review_finding
 from lineinspect.shared.monitor.checks import DriftChecks
+from lineinspect.shared.monitor.live import LiveView
 from lineinspect.shared.monitor.reference import References
 from lineinspect.shared.monitor.store import MonitorStore
 from lineinspect.shared.streaming.clients import make_producer
@@ -40,30 +41,6 @@ class AlertSink:
         self.producer.send(self.topic, key=alert.image_type.encode(), value=alert.model_dump_json().encode()).get(timeout=30)
         self.log.warning("alert", alert_id=alert.alert_id, kind=alert.kind, image_type=alert.image_type,
                          figure=alert.figure, value=alert.value, threshold=alert.threshold, message=alert.message)
-
-
-class LiveView:
-    """Counts per line and image type in Redis, for the dashboard and `lineinspect status`."""
-
-    def __init__(self, redis_client: redis.Redis, prefix: str) -> None:
-        self.redis = redis_client
-        self.key = f"{prefix}monitor:counts"
-
-    def count(self, decisions: Counter) -> None:
-        if not decisions:
-            return
-        pipe = self.redis.pipeline()
-        for (line_id, image_type, decision), n in decisions.items():
-            pipe.hincrby(self.key, f"{line_id}|{image_type}|{decision}", n)
-        pipe.execute()
-
-    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
-        out: dict[str, dict[str, dict[str, int]]] = {}
-        for field, value in self.redis.hgetall(self.key).items():
-            line_id, image_type, decision = field.decode().split("|")
-            out.setdefault(line_id, {}).setdefault(image_type, {})[decision] = int(value)
-        return out
-
 
 
 class MonitorStage:

@@ -16,7 +16,6 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 
@@ -171,7 +170,3 @@ class AlertBook:
             report_url=finding.report_url,
         )
 
-
-def alert_summary(alert: Alert) -> dict[str, Any]:
-    return {"kind": alert.kind, "image_type": alert.image_type, "figure": alert.figure, "value": alert.value,
-            "threshold": alert.threshold, "severity": alert.severity}

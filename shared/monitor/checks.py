@@ -54,7 +54,6 @@ class DriftChecks:
         self._checked_at: dict[str, float] = {}
         self._lock = threading.Condition()
         self._stopping = False
-        self._busy = False
         self._thread = threading.Thread(target=self._work, name="drift-checks", daemon=True)
         self._thread.start()
 
@@ -74,10 +73,6 @@ class DriftChecks:
             if image_type not in self._wanted:
                 self._wanted[image_type] = not_before
             self._lock.notify()
-
-    def idle(self) -> bool:
-        with self._lock:
-            return not self._wanted and not self._busy
 
     def stop(self) -> None:
         with self._lock:
@@ -105,16 +100,11 @@ class DriftChecks:
                         break
                     self._lock.wait(timeout=wait_s)
                 del self._wanted[image_type]
-                self._busy = True
             self._checked_at[image_type] = time.monotonic()
             try:
                 self.check(image_type)
             except Exception as exc:  # a check that fails must not stop the monitor
                 self.log.exception("drift check failed", image_type=image_type, error=str(exc))
-            finally:
-                with self._lock:
-                    self._busy = False
-                    self._lock.notify_all()
 
     def not_ready(self, image_type: str) -> str | None:
         """Why `image_type` cannot be checked yet, or None when it can."""
@@ -139,7 +129,7 @@ class DriftChecks:
         reference = self.references.for_window(image_type, window.anomaly_version)
         if reference is None:
             return None
-        current = pd.DataFrame([row for row in window.rows])
+        current = pd.DataFrame(window.rows)
         result, snapshot = check_drift(reference.rows, current)
         report_html = None
         if result.drift_detected or write_report:

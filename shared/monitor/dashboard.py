@@ -24,6 +24,7 @@ from lineinspect.shared.config import Settings
 from lineinspect.shared.line.overlays import OverlayStore
 from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.monitor.accuracy import bucket_for_span, labelled_span
+from lineinspect.shared.monitor.live import LiveView
 from lineinspect.shared.monitor.reports import accuracy_figures, timeline_html
 from lineinspect.shared.monitor.store import MonitorStore
 
@@ -58,11 +59,7 @@ def report_link(path: str | None, reports_dir: Path) -> str | None:
 def dashboard_data(settings: Settings, store: MonitorStore, client: redis.Redis, recent: int = 12) -> dict[str, Any]:
     """Everything the page shows, as plain data."""
     reports_dir = Path(settings.reports_dir)
-    counts_key = f"{settings.redis_prefix}monitor:counts"
-    live: dict[str, dict[str, dict[str, int]]] = {}
-    for field, value in client.hgetall(counts_key).items():
-        line_id, image_type, decision = field.decode().split("|")
-        live.setdefault(line_id, {}).setdefault(image_type, {})[decision] = int(value)
+    live = LiveView(client, settings.redis_prefix).counts()
     drift = {}
     for check in store.query(
         "SELECT d.* FROM drift_checks d JOIN (SELECT image_type, MAX(check_id) AS id FROM drift_checks GROUP BY image_type) m"

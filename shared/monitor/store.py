@@ -208,9 +208,6 @@ class MonitorStore:
             (frame_id,),
         ).fetchone()
 
-    def frames_of_type(self, image_type: str) -> int:
-        return int(self.query("SELECT COUNT(*) FROM frames WHERE image_type = ?", (image_type,))[0][0])
-
     def latest_window(self, image_type: str, size: int) -> FrameWindow | None:
         rows = self.query(
             "SELECT seq, captured_at, anomaly_version, features FROM frames WHERE image_type = ?"
