@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     drift_min_interval_s: float = Field(
         5.0, ge=0.0, description="Least time between two drift checks of an image type (a check costs ~1 s of CPU)."
     )
+    drift_cpu_share: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="Share of one core the scheduled drift checks may use: after a check of d s the next waits d * (1/share - 1).",
+    )
     reference_fallback: int = Field(
         200, ge=20, description="Without a reference in the model package, the first this many frames of a version are the reference."
     )

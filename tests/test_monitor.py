@@ -18,6 +18,7 @@ from lineinspect.shared.datasets.manifest import ManifestRow, write_manifest
 from lineinspect.shared.images import encode_png
 from lineinspect.shared.monitor.accuracy import accuracy_table, outcome_of, per_image_type
 from lineinspect.shared.monitor.alerts import AlertBook, accuracy_findings, review_finding
+from lineinspect.shared.monitor.checks import CheckSchedule
 from lineinspect.shared.monitor.labels import labels_from_manifest, make_label
 from lineinspect.shared.monitor.store import MonitorStore
 
@@ -183,3 +184,33 @@ def test_a_label_mask_of_the_wrong_size_costs_the_iou_not_the_frame(store: Monit
     outcome = store.query("SELECT * FROM outcomes")[0]
     assert outcome["iou"] is None and outcome["correct"] == 1
     assert store.query("SELECT COUNT(*) FROM frames")[0][0] == 1
+
+
+def test_drift_checks_wait_for_enough_frames_and_merge_requests() -> None:
+    schedule = CheckSchedule(every=10, min_interval_s=0.0, cpu_share=1.0)
+    schedule.frames_arrived("disc", 9)
+    assert schedule.next_due(0.0) == (None, float("inf"))
+    for _ in range(3):  # 30 frames before the checker got to it: still one check
+        schedule.frames_arrived("disc", 10)
+    assert schedule.next_due(0.0) == ("disc", 0.0)
+    assert schedule.next_due(0.0)[0] is None
+
+
+def test_drift_checks_of_one_type_are_spaced_by_the_least_interval() -> None:
+    schedule = CheckSchedule(every=10, min_interval_s=5.0, cpu_share=1.0)
+    schedule.frames_arrived("disc", 10)
+    assert schedule.next_due(100.0)[0] == "disc"
+    schedule.checked("disc", began=100.0, ended=101.0)
+    schedule.frames_arrived("disc", 10)
+    assert schedule.next_due(102.0) == (None, 3.0)
+    assert schedule.next_due(105.0)[0] == "disc"
+
+
+def test_drift_checks_stay_within_their_cpu_share_across_image_types() -> None:
+    schedule = CheckSchedule(every=10, min_interval_s=0.0, cpu_share=0.5)
+    for image_type in ("disc", "plate", "bracket"):
+        schedule.frames_arrived(image_type, 10)
+    assert schedule.next_due(0.0)[0] == "disc"  # the longest-waiting type first
+    schedule.checked("disc", began=0.0, ended=2.0)  # 2 s of work at half a core: 2 s idle
+    assert schedule.next_due(3.0) == (None, 1.0)
+    assert schedule.next_due(4.0)[0] in {"plate", "bracket"}

@@ -1,6 +1,6 @@
 """monitor: telemetry, verdicts and labels in (topics `telemetry`, `verdicts`, `labels`);
 accuracy per image type from labels, scheduled drift checks against the model package's
-reference, alerts out (topic `alerts`, and the log). State lives in an SQLite file
+reference (in a child process: shared/monitor/checks.py), alerts out (topic `alerts`, and the log). State lives in an SQLite file
 (`LINEINSPECT_MONITOR_DB`), live counts in Redis. See docs/monitor.md."""
 
 from collections import Counter
@@ -8,39 +8,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from lineinspect.schemas import Alert, Label, Telemetry, Verdict
+from lineinspect.schemas import Label, Telemetry, Verdict
 from lineinspect.shared.config import Settings
 from lineinspect.shared.logs import get_logger
+from lineinspect.shared.monitor.alert_sink import AlertSink
 from lineinspect.shared.monitor.accuracy import outcome_of
 from lineinspect.shared.monitor.alerts import AlertBook, accuracy_findings, review_finding
-from lineinspect.shared.monitor.checks import DriftChecks
+from lineinspect.shared.monitor.checks import DriftCheckProcess
 from lineinspect.shared.monitor.live import LiveView
-from lineinspect.shared.monitor.reference import References
 from lineinspect.shared.monitor.store import MonitorStore
 from lineinspect.shared.streaming.clients import make_producer
 from lineinspect.shared.streaming.deadletter import Refused, frame_id_of
 from lineinspect.shared.streaming.loop import Outgoing
 from lineinspect.shared.streaming.topics import Topics
-
-
-class AlertSink:
-    """Every alert goes to the `alerts` topic (acknowledged), the store and the log."""
-
-    def __init__(self, producer: KafkaProducer, topic: str, store: MonitorStore) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.store = store
-        self.log = get_logger("lineinspect.monitor.alerts")
-
-    def __call__(self, alert: Alert) -> None:
-        self.store.add_alert(alert)
-        self.producer.send(self.topic, key=alert.image_type.encode(), value=alert.model_dump_json().encode()).get(timeout=30)
-        self.log.warning("alert", alert_id=alert.alert_id, kind=alert.kind, image_type=alert.image_type,
-                         figure=alert.figure, value=alert.value, threshold=alert.threshold, message=alert.message)
 
 
 class MonitorStage:
@@ -57,7 +40,7 @@ class MonitorStage:
         self.live = live
         self.sink = sink
         self.book = AlertBook(settings.line_id)
-        self.checks = DriftChecks(store, References(settings.packages, store, settings.reference_fallback), settings, sink)
+        self.checks = DriftCheckProcess(settings, topics.alerts)
         self.log = get_logger("lineinspect.services.monitor", stage=self.name)
 
     def decode(self, record: ConsumerRecord) -> BaseModel:
@@ -112,6 +95,7 @@ class MonitorStage:
 
     def close(self) -> None:
         self.checks.stop()
+        self.sink.close()
 
 
 def build(settings: Settings, topics: Topics, redis_client: redis.Redis) -> MonitorStage:

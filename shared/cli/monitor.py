@@ -119,22 +119,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _drift_report(store, settings, image_type: str | None):  # noqa: ANN001, ANN202
-    from lineinspect.shared.monitor.checks import DriftChecks
+    from lineinspect.shared.monitor.checks import DriftChecker
     from lineinspect.shared.monitor.reference import References
 
-    checks = DriftChecks(store, References(settings.packages, store, settings.reference_fallback), settings, lambda _: None)
-    try:
-        figures: dict[str, Any] = {}
-        reasons = []
-        for name in [image_type] if image_type else store.image_types():
-            check = checks.check(name, write_report=True, raise_alerts=False)
-            if check is None:
-                reasons.append(checks.not_ready(name) or f"{name}: not checked")
-                figures[name] = None
-            else:
-                figures[name] = {**json.loads(check["result"]), "report": check["report_html"], "reference": check["reference"]}
-    finally:
-        checks.stop()
+    checker = DriftChecker(store, References(settings.packages, store, settings.reference_fallback), settings, lambda _: None)
+    figures: dict[str, Any] = {}
+    reasons = []
+    for name in [image_type] if image_type else store.image_types():
+        check = checker.check(name, write_report=True, raise_alerts=False)
+        if check is None:
+            reasons.append(checker.not_ready(name) or f"{name}: not checked")
+            figures[name] = None
+        else:
+            figures[name] = {**json.loads(check["result"]), "report": check["report_html"], "reference": check["reference"]}
     if not figures or all(v is None for v in figures.values()):
         raise LineinspectError("no drift check could run: " + ("; ".join(reasons) or "the store has no frames yet"))
     return figures, settings.reports_dir / "index.html"

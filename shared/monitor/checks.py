@@ -1,9 +1,22 @@
-"""Scheduled drift checks, off the consuming thread: the monitor asks for a check of an image
-type every `drift_every` frames; a worker thread runs the latest request per type (requests
-that pile up while a check runs are merged, so a slow check delays, never queues up)."""
+"""Scheduled drift checks, in a process of their own.
+
+An Evidently check costs 1.5-2 s of CPU, almost all of it drawing the report's plots. Run on
+a thread of the monitor, it held the GIL long enough that at 25 frames/s the monitor fell
+behind the line, its lag growing to 25 s in 90 s (bench/monitor_lag.py). So the monitor hands
+the checks to a child process (`DriftCheckProcess`) and only tells it how many frames of each
+image type arrived. The child reads the windows from the store, runs the checks, writes their
+results and reports, and raises drift alerts itself.
+
+When to check (`CheckSchedule`): after `drift_every` new frames of a type, no sooner than
+`drift_min_interval_s` after that type's previous check, and within a CPU budget: after a check
+of d seconds the next one waits d * (1 / drift_cpu_share - 1), so checks take at most that
+share of one core however many image types the line has. Requests that pile up are merged
+(one pending check per type, the longest-waiting type first): a slow check delays, never queues.
+"""
 
 import json
-import threading
+import multiprocessing
+import queue
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +26,14 @@ import pandas as pd
 
 from lineinspect.schemas import Alert
 from lineinspect.shared.config import Settings
-from lineinspect.shared.logs import get_logger
+from lineinspect.shared.logs import configure_logging, get_logger
 from lineinspect.shared.monitor.alerts import AlertBook, Finding
 from lineinspect.shared.monitor.drift import DriftResult, DriftSettings, check_drift, write_drift_report
 from lineinspect.shared.monitor.reference import References
 from lineinspect.shared.monitor.store import MonitorStore
+
+# The checker process is started again after it died, but not more often than this.
+_RESTART_AFTER_S = 30.0
 
 
 def drift_finding(result: DriftResult, image_type: str, start: float, end: float, report: str | None) -> Finding | None:
@@ -38,7 +54,11 @@ def drift_finding(result: DriftResult, image_type: str, start: float, end: float
     )
 
 
-class DriftChecks:
+class DriftChecker:
+    """One drift check of an image type's latest window: the store's rows against the
+    reference, Evidently's report when it fires (or when asked), the result stored and drift
+    alerts raised once per episode."""
+
     def __init__(
         self, store: MonitorStore, references: References, settings: Settings, on_alert: Callable[[Alert], None]
     ) -> None:
@@ -49,62 +69,6 @@ class DriftChecks:
         self.book = AlertBook(settings.line_id)
         self.reports_dir = Path(settings.reports_dir)
         self.log = get_logger("lineinspect.monitor.drift")
-        self._wanted: dict[str, float] = {}  # image type -> not before (monotonic seconds)
-        self._frames_since: dict[str, int] = {}
-        self._checked_at: dict[str, float] = {}
-        self._lock = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._work, name="drift-checks", daemon=True)
-        self._thread.start()
-
-    # ---- scheduling (consuming thread) ---------------------------------------------------
-    def frames_arrived(self, image_type: str, count: int) -> None:
-        """Ask for a check after `drift_every` new frames of a type; it runs no sooner than
-        `drift_min_interval_s` after the type's previous check, so on a busy line checks are
-        spaced by time, not by frames (and the last frames are still checked when the line stops)."""
-        seen = self._frames_since.get(image_type, 0) + count
-        if seen >= self.settings.drift_every:
-            self.request(image_type, not_before=self._checked_at.get(image_type, -1e9) + self.settings.drift_min_interval_s)
-            seen = 0
-        self._frames_since[image_type] = seen
-
-    def request(self, image_type: str, not_before: float = 0.0) -> None:
-        with self._lock:
-            if image_type not in self._wanted:
-                self._wanted[image_type] = not_before
-            self._lock.notify()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify()
-        self._thread.join(timeout=30)
-
-    # ---- the worker ------------------------------------------------------------------------
-    def _next_due(self) -> tuple[str | None, float]:
-        """(image type due now, or None; seconds until the next one is due)."""
-        now = time.monotonic()
-        if not self._wanted:
-            return None, 3600.0
-        image_type, due = min(self._wanted.items(), key=lambda item: item[1])
-        return (image_type, 0.0) if due <= now else (None, due - now)
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while True:
-                    if self._stopping:
-                        return
-                    image_type, wait_s = self._next_due()
-                    if image_type is not None:
-                        break
-                    self._lock.wait(timeout=wait_s)
-                del self._wanted[image_type]
-            self._checked_at[image_type] = time.monotonic()
-            try:
-                self.check(image_type)
-            except Exception as exc:  # a check that fails must not stop the monitor
-                self.log.exception("drift check failed", image_type=image_type, error=str(exc))
 
     def not_ready(self, image_type: str) -> str | None:
         """Why `image_type` cannot be checked yet, or None when it can."""
@@ -152,3 +116,118 @@ class DriftChecks:
             for alert in self.book.update({"drift": finding}, image_type):
                 self.on_alert(alert)
         return check
+
+
+class CheckSchedule:
+    """Which image type to check next, and when (times are monotonic seconds)."""
+
+    def __init__(self, every: int, min_interval_s: float, cpu_share: float) -> None:
+        self.every = every
+        self.min_interval_s = min_interval_s
+        self.cpu_share = cpu_share
+        self._frames_since: dict[str, int] = {}
+        self._wanted: dict[str, float] = {}  # image type -> not before
+        self._checked_at: dict[str, float] = {}
+        self._idle_until = float("-inf")
+
+    def frames_arrived(self, image_type: str, count: int) -> None:
+        """Ask for a check after `every` new frames of a type, no sooner than `min_interval_s`
+        after its previous check (so the last frames are still checked when the line stops)."""
+        seen = self._frames_since.get(image_type, 0) + count
+        if seen >= self.every:
+            not_before = self._checked_at.get(image_type, float("-inf")) + self.min_interval_s
+            self._wanted.setdefault(image_type, not_before)
+            seen = 0
+        self._frames_since[image_type] = seen
+
+    def next_due(self, now: float) -> tuple[str | None, float]:
+        """(the type to check now, or None; seconds until one is due, inf when none is wanted)."""
+        if not self._wanted:
+            return None, float("inf")
+        image_type, due = min(self._wanted.items(), key=lambda item: item[1])
+        due = max(due, self._idle_until)
+        if due > now:
+            return None, due - now
+        del self._wanted[image_type]
+        return image_type, 0.0
+
+    def checked(self, image_type: str, began: float, ended: float) -> None:
+        self._checked_at[image_type] = began
+        self._idle_until = ended + (ended - began) * (1.0 / self.cpu_share - 1.0)
+
+
+def run_drift_checks(settings: Settings, alerts_topic: str, requests: "multiprocessing.Queue[Any]") -> None:
+    """The checker process: frame counts in from the monitor, checks on schedule, until a None
+    arrives."""
+    from lineinspect.shared.monitor.alert_sink import AlertSink
+    from lineinspect.shared.streaming.clients import make_producer
+
+    configure_logging()
+    log = get_logger("lineinspect.monitor.drift")
+    store = MonitorStore(settings.monitor_db)
+    sink = AlertSink(make_producer(settings, "lineinspect-monitor-drift"), alerts_topic, store)
+    checker = DriftChecker(store, References(settings.packages, store, settings.reference_fallback), settings, sink)
+    schedule = CheckSchedule(settings.drift_every, settings.drift_min_interval_s, settings.drift_cpu_share)
+    log.info("drift checks started", every=settings.drift_every, min_interval_s=settings.drift_min_interval_s,
+             cpu_share=settings.drift_cpu_share)
+    try:
+        while True:
+            image_type, wait_s = schedule.next_due(time.monotonic())
+            try:
+                # Block only while no check is due; otherwise take what has arrived and go on.
+                message = requests.get(timeout=min(wait_s, 60.0)) if image_type is None else requests.get_nowait()
+            except queue.Empty:
+                message = ()
+            if message is None:
+                return
+            if message:
+                schedule.frames_arrived(*message)
+            if image_type is None:
+                continue
+            began = time.monotonic()
+            try:
+                checker.check(image_type)
+            except Exception as exc:  # a check that fails must not stop the next ones
+                log.exception("drift check failed", image_type=image_type, error=str(exc))
+            schedule.checked(image_type, began, time.monotonic())
+    finally:
+        sink.close()
+        store.close()
+        log.info("drift checks stopped")
+
+
+class DriftCheckProcess:
+    """The monitor's handle on its checker process."""
+
+    def __init__(self, settings: Settings, alerts_topic: str) -> None:
+        self.settings = settings
+        self.alerts_topic = alerts_topic
+        self.log = get_logger("lineinspect.monitor.drift")
+        # spawn, not fork: the monitor has Kafka and Redis threads a fork would copy mid-flight.
+        self._context = multiprocessing.get_context("spawn")
+        self._requests: multiprocessing.Queue[Any] = self._context.Queue()
+        self._started_at = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        self._process = self._context.Process(
+            target=run_drift_checks, args=(self.settings, self.alerts_topic, self._requests),
+            name="lineinspect-drift-checks", daemon=True,
+        )
+        self._process.start()
+        self._started_at = time.monotonic()
+
+    def frames_arrived(self, image_type: str, count: int) -> None:
+        if not self._process.is_alive() and time.monotonic() - self._started_at >= _RESTART_AFTER_S:
+            self.log.error("drift checker died; starting it again", exitcode=self._process.exitcode)
+            self._start()
+        self._requests.put((image_type, count))
+
+    def stop(self) -> None:
+        """Let a running check finish (up to 30 s), then end the process."""
+        self._requests.put(None)
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+        self._requests.close()
