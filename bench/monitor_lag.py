@@ -86,10 +86,10 @@ def main() -> None:
 
         def collect() -> None:
             nonlocal stored_seen
-            rows = store.query("SELECT frame_id FROM frames WHERE seq > ? ORDER BY seq", (stored_seen,))
+            rows = store.query("SELECT frame_id FROM frames WHERE seq > :seen ORDER BY seq", seen=stored_seen)
             now = time.monotonic()
             for row in rows:
-                sent = sent_at.get(row[0])
+                sent = sent_at.get(row["frame_id"])
                 if sent is not None:
                     lags.append((sent, (now - sent) * 1000.0))
             stored_seen += len(rows)

@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     group_suffix: str = Field("", description="Appended to consumer-group names (tests run isolated lines on one broker).")
 
     # The monitor (docs/monitor.md).
-    monitor_db: Path = Field(Path("monitor/monitor.db"), description="SQLite file where the monitor keeps frames, labels, checks and alerts.")
+    monitor_db: str = Field(
+        "monitor/monitor.db",
+        description="Where the monitor keeps frames, labels, checks and alerts: an SQLite file, or a PostgreSQL URL "
+        "(postgresql+psycopg://user:password@host:5432/db).",
+    )
     reports_dir: Path = Field(Path("monitor/reports"), description="Where the monitor writes drift and accuracy reports.")
     drift_window: int = Field(50, ge=20, description="Most recent frames of an image type a drift check compares with the reference.")
     drift_every: int = Field(10, ge=1, description="Frames of an image type between two drift checks.")

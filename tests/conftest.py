@@ -1,13 +1,19 @@
-"""Fixtures shared by the test modules: run the CLI in-process, write small image files, and
-find the real data sets (skipping when they are absent)."""
+"""Fixtures shared by the test modules: run the CLI in-process, write small image files,
+find the real data sets (skipping when they are absent), and real servers: a Kafka-protocol
+broker, Redis, and PostgreSQL for the monitor's store."""
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import redis
+import sqlalchemy as sa
 
 from lineinspect.shared.cli.main import main
 from lineinspect.shared.config import get_settings
@@ -83,3 +89,47 @@ def redis_url() -> Iterator[str]:
             yield started.url
         return
     yield url
+
+
+# The machine's PostgreSQL (CI has one at 127.0.0.1:5432 with trust auth and a `test` database).
+POSTGRES_URL = os.environ.get("LINEINSPECT_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+
+
+def postgres_server() -> str:
+    """The test PostgreSQL's URL; skips the test when it does not answer."""
+    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({str(exc.orig).strip()}); start one or set LINEINSPECT_TEST_POSTGRES_URL")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@contextmanager
+def _monitor_store_target(kind: str, folder: Path) -> Iterator[str]:
+    """Where a test's monitor keeps its state: an SQLite file in `folder`, or a schema of its own
+    on the test PostgreSQL (dropped afterwards)."""
+    if kind == "sqlite":
+        yield str(folder / "monitor.db")
+        return
+    base = postgres_server()
+    schema = f"lineinspect_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as db:
+            db.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def monitor_store_target() -> Callable[[str, Path], Any]:
+    """`with monitor_store_target("sqlite" | "postgresql", folder) as target:` a monitor store
+    of the test's own (LINEINSPECT_MONITOR_DB); PostgreSQL skips the test when none answers."""
+    return _monitor_store_target

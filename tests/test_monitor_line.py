@@ -68,14 +68,23 @@ class Monitor:
             consumer.close()
 
 
-@pytest.fixture(scope="module")
-def monitor(broker: EmbeddedBroker, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def monitor(
+    request: pytest.FixtureRequest, broker: EmbeddedBroker, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
+    monitor_store_target,  # noqa: ANN001
+) -> Iterator[Monitor]:
+    """A monitor process with its store in SQLite, then one with its store in PostgreSQL."""
     folder = tmp_path_factory.mktemp("monitor")
+    with monitor_store_target(request.param, folder) as target:
+        yield from _monitor(broker, redis_url, folder, target)
+
+
+def _monitor(broker: EmbeddedBroker, redis_url: str, folder: Path, store_target: str) -> Iterator[Monitor]:
     (folder / "packages").mkdir()  # no model packages: the reference is the stream's start
     settings = get_settings().model_copy(update={
         "kafka_bootstrap": broker.bootstrap, "redis_url": redis_url, "topic_prefix": f"m{uuid.uuid4().hex[:8]}.",
         "packages": folder / "packages", "session_timeout_ms": 2000, "partitions": 2,
-        "monitor_db": folder / "monitor.db", "reports_dir": folder / "reports",
+        "monitor_db": store_target, "reports_dir": folder / "reports",
         "reference_fallback": 60, "drift_window": 40, "drift_every": 10, "min_labels": 10, "accuracy_window": 20,
     })
     ensure_topics(settings)
@@ -127,7 +136,7 @@ def test_per_type_iou_from_labels_and_an_alert_for_the_type_whose_masks_are_wron
     feed(monitor, "disc", 100, 0)
     feed(monitor, "plate", 30, 0, label_mask=shifted)
     store = monitor.store()
-    monitor.wait_for("130 outcomes", lambda: store.query("SELECT COUNT(*) FROM outcomes")[0][0] >= 130)
+    monitor.wait_for("130 outcomes", lambda: store.counts()["outcomes"] >= 130)
     found = monitor.wait_for("the iou_drop alert", lambda: [a for a in alerts(monitor) if a.kind == "iou_drop"])
     assert {a.image_type for a in found} == {"plate"}, "only the type whose masks are wrong"
     assert found[0].value < monitor.settings.iou_alert_below and found[0].figure == "mask_iou"

@@ -229,8 +229,8 @@ def _monitor_block(stack, verdicts: int, frame_order: dict[str, int], drift_at: 
     last_checks, stable_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         stack.check_stages()
-        frames = store.query("SELECT COUNT(*) FROM frames")[0][0]
-        checks = store.query("SELECT COUNT(*) FROM drift_checks")[0][0]
+        counts = store.counts()
+        frames, checks = counts["frames"], counts["drift_checks"]
         if checks != last_checks:
             last_checks, stable_since = checks, time.monotonic()
         if frames >= verdicts and time.monotonic() - stable_since > stack.settings.drift_min_interval_s + MONITOR_SETTLE_S:

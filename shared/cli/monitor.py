@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--since", help="only frames since: an ISO time (2026-11-28T08:00) or a span back from now (90m, 12h, 7d)")
     report.add_argument("--window", choices=("minute", "hour", "day"), default="hour", help="accuracy: time window of the timeline")
     report.add_argument("--out", type=Path, help="reports directory (default: LINEINSPECT_REPORTS_DIR)")
-    report.add_argument("--db", type=Path, help="monitor store (default: LINEINSPECT_MONITOR_DB)")
+    report.add_argument("--db", help="monitor store: SQLite path or PostgreSQL URL (default: LINEINSPECT_MONITOR_DB)")
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_connection_options(report, packages=True)
     report.set_defaults(handler=_report)
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dashboard = subparsers.add_parser("dashboard", help="serve the monitor's dashboard (counts, accuracy, drift, alerts, frames)")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    dashboard.add_argument("--db", type=Path, help="monitor store (default: LINEINSPECT_MONITOR_DB)")
+    dashboard.add_argument("--db", help="monitor store: SQLite path or PostgreSQL URL (default: LINEINSPECT_MONITOR_DB)")
     dashboard.add_argument("--reports", type=Path, help="reports directory (default: LINEINSPECT_REPORTS_DIR)")
     add_connection_options(dashboard)
     dashboard.set_defaults(handler=_dashboard)
@@ -103,10 +103,8 @@ def _report(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     db = args.db or settings.monitor_db
-    if not Path(db).is_file():
-        raise LineinspectError(f"{db}: no monitor store; run the monitor (`lineinspect run monitor`) or pass --db")
     out = args.out or settings.reports_dir
-    store = MonitorStore(db)
+    store = MonitorStore.existing(db)
     since = parse_since(args.since)
     if args.what == "accuracy":
         figures = accuracy_figures(store, args.window, args.image_type, since)
@@ -139,12 +137,12 @@ def _drift_report(store, settings, image_type: str | None):  # noqa: ANN001, ANN
 
 def _dashboard(args: argparse.Namespace) -> int:
     from lineinspect.shared.monitor.dashboard import serve
+    from lineinspect.shared.monitor.store import MonitorStore
 
     settings = settings_from(args)
     updates = {k: v for k, v in (("monitor_db", args.db), ("reports_dir", args.reports)) if v is not None}
     settings = settings.model_copy(update=updates)
-    if not Path(settings.monitor_db).is_file():
-        raise LineinspectError(f"{settings.monitor_db}: no monitor store; run the monitor (`lineinspect run monitor`) or pass --db")
+    MonitorStore.existing(settings.monitor_db).close()  # a clear error now, not at the first page
     print(f"dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr)
     serve(settings, args.host, args.port)
     return 0

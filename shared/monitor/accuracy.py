@@ -7,14 +7,17 @@ person, so it is neither right nor wrong (it is counted as `reviewed`). A false 
 defective part the line passed (the costly error); a false fail is a good part it failed.
 """
 
-import sqlite3
-from typing import Any, Literal
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from lineinspect.shared.errors import LineinspectError
 from lineinspect.shared.images import decode_mask
 from lineinspect.shared.logs import get_logger
+
+if TYPE_CHECKING:
+    from lineinspect.shared.monitor.store import MonitorStore
 
 Bucket = Literal["minute", "hour", "day"]
 BUCKET_FORMATS = {"minute": "%Y-%m-%dT%H:%MZ", "hour": "%Y-%m-%dT%H:00Z", "day": "%Y-%m-%d"}
@@ -38,7 +41,7 @@ def mask_iou(line_mask_png: bytes, true_mask_png: bytes) -> float:
     return 1.0 if union == 0 else float(np.logical_and(line_mask, true_mask).sum() / union)
 
 
-def outcome_of(row: sqlite3.Row) -> dict[str, Any]:
+def outcome_of(row: dict[str, Any]) -> dict[str, Any]:
     """`row`: a frame joined to its label (`MonitorStore.frame_for_label`)."""
     verdict, truth = row["decision"], row["truth"]
     iou = None
@@ -62,7 +65,7 @@ def outcome_of(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def summarise(outcomes: list[sqlite3.Row] | list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """Figures of a set of outcomes."""
     decided = [o for o in outcomes if o["correct"] is not None]
     ious = [o["iou"] for o in outcomes if o["iou"] is not None]
@@ -79,36 +82,23 @@ def summarise(outcomes: list[sqlite3.Row] | list[dict[str, Any]]) -> dict[str, A
 
 
 def accuracy_table(
-    db: sqlite3.Connection, bucket: Bucket = "hour", image_type: str | None = None, since: float = 0.0
+    store: "MonitorStore", bucket: Bucket = "hour", image_type: str | None = None, since: float = 0.0
 ) -> list[dict[str, Any]]:
     """Rows of (image_type, anomaly_version, window) with the figures of `summarise`, oldest first."""
     if bucket not in BUCKET_FORMATS:
         raise LineinspectError(f"unknown window {bucket!r}; choose one of {', '.join(BUCKET_FORMATS)}")
-    where, params = "captured_at >= ?", [since]
-    if image_type is not None:
-        where += " AND image_type = ?"
-        params.append(image_type)
-    rows = db.execute(
-        f"SELECT *, strftime('{BUCKET_FORMATS[bucket]}', captured_at, 'unixepoch') AS window FROM outcomes"
-        f" WHERE {where} ORDER BY captured_at",
-        params,
-    ).fetchall()
-    groups: dict[tuple[str, str, str], list[sqlite3.Row]] = {}
-    for row in rows:
-        groups.setdefault((row["image_type"], row["anomaly_version"], row["window"]), []).append(row)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in store.outcomes(since, image_type):
+        window = time.strftime(BUCKET_FORMATS[bucket], time.gmtime(row["captured_at"]))  # UTC
+        groups.setdefault((row["image_type"], row["anomaly_version"], window), []).append(row)
     return [
         {"image_type": t, "anomaly_version": v, "window": w, **summarise(group)}
         for (t, v, w), group in sorted(groups.items(), key=lambda item: (item[0][2], item[0][0], item[0][1]))
     ]
 
 
-def labelled_span(db: sqlite3.Connection) -> float:
-    first, last = db.execute("SELECT MIN(captured_at), MAX(captured_at) FROM outcomes").fetchone()
-    return 0.0 if first is None else float(last - first)
-
-
-def per_image_type(db: sqlite3.Connection, since: float = 0.0) -> dict[str, dict[str, Any]]:
+def per_image_type(store: "MonitorStore", since: float = 0.0) -> dict[str, dict[str, Any]]:
     """Figures per image type over everything labelled since `since`."""
-    rows = db.execute("SELECT * FROM outcomes WHERE captured_at >= ?", (since,)).fetchall()
+    rows = store.outcomes(since)
     types = sorted({row["image_type"] for row in rows})
     return {t: summarise([row for row in rows if row["image_type"] == t]) for t in types}

@@ -111,16 +111,14 @@ def accuracy_findings(store: MonitorStore, settings: Settings, image_type: str) 
 
 def review_finding(store: MonitorStore, settings: Settings, image_type: str) -> dict[str, Finding | None]:
     size = settings.review_window
-    rows = store.query(
-        "SELECT seq, decision, captured_at FROM frames WHERE image_type = ? ORDER BY seq DESC LIMIT ?", (image_type, size)
-    )
+    rows = store.latest_frames(image_type, size)
     if len(rows) < size:
         return {}
-    before = store.latest_decisions(image_type, size, before_seq=rows[-1]["seq"])
+    before = store.latest_frames(image_type, size, before_seq=rows[-1]["seq"])
     if len(before) < size:
         return {}
     now_rate = sum(r["decision"] == "review" for r in rows) / size
-    before_rate = sum(d == "review" for d in before) / size
+    before_rate = sum(r["decision"] == "review" for r in before) / size
     threshold = before_rate + settings.review_jump
     if now_rate <= threshold:
         return {"review_rate": None}

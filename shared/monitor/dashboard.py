@@ -23,7 +23,7 @@ from litestar.static_files import create_static_files_router
 from lineinspect.shared.config import Settings
 from lineinspect.shared.line.overlays import OverlayStore
 from lineinspect.shared.line.verdict_cache import VerdictCache
-from lineinspect.shared.monitor.accuracy import bucket_for_span, labelled_span
+from lineinspect.shared.monitor.accuracy import bucket_for_span
 from lineinspect.shared.monitor.live import LiveView
 from lineinspect.shared.monitor.reports import accuracy_figures, timeline_html
 from lineinspect.shared.monitor.store import MonitorStore
@@ -61,22 +61,16 @@ def dashboard_data(settings: Settings, store: MonitorStore, client: redis.Redis,
     reports_dir = Path(settings.reports_dir)
     live = LiveView(client, settings.redis_prefix).counts()
     drift = {}
-    for check in store.query(
-        "SELECT d.* FROM drift_checks d JOIN (SELECT image_type, MAX(check_id) AS id FROM drift_checks GROUP BY image_type) m"
-        " ON d.check_id = m.id ORDER BY d.image_type"
-    ):
+    for check in store.latest_drift_checks():
         result = json.loads(check["result"])
-        fired = store.query(
-            "SELECT report_html, checked_at FROM drift_checks WHERE image_type = ? AND drift_detected = 1"
-            " ORDER BY check_id DESC LIMIT 1", (check["image_type"],),
-        )
+        fired = check["last_fired"]
         drift[check["image_type"]] = {
             "drift_detected": bool(check["drift_detected"]), "checked_at": check["checked_at"],
             "drift_share": result.get("drift_share"), "drifted_columns": result.get("drifted_columns", []),
             "embedding_drift": result.get("embedding_drift"), "reference": check["reference"],
             "anomaly_version": check["anomaly_version"],
-            "last_drift_report": report_link(fired[0]["report_html"], reports_dir) if fired else None,
-            "last_drift_at": fired[0]["checked_at"] if fired else None,
+            "last_drift_report": report_link(fired["report_html"], reports_dir) if fired else None,
+            "last_drift_at": fired["checked_at"] if fired else None,
         }
     overlays = OverlayStore(client, settings.redis_prefix)
     verdicts = VerdictCache(client, settings.redis_prefix)
@@ -95,7 +89,7 @@ def dashboard_data(settings: Settings, store: MonitorStore, client: redis.Redis,
     ]
     return {
         "line_id": settings.line_id, "generated_at": time.time(), "live": live,
-        "accuracy": accuracy_figures(store, bucket_for_span(labelled_span(store.connection())), None, 0.0), "drift": drift, "alerts": alerts,
+        "accuracy": accuracy_figures(store, bucket_for_span(store.labelled_span()), None, 0.0), "drift": drift, "alerts": alerts,
         "problems": problems, "mask_evaluations": mask_evaluations(reports_dir / "evaluations"),
     }
 

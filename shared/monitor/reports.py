@@ -17,9 +17,8 @@ from lineinspect.shared.monitor.store import MonitorStore
 
 
 def accuracy_figures(store: MonitorStore, bucket: Bucket, image_type: str | None, since: float) -> dict[str, Any]:
-    db = store.connection()
-    table = accuracy_table(db, bucket, image_type, since)
-    totals = per_image_type(db, since)
+    table = accuracy_table(store, bucket, image_type, since)
+    totals = per_image_type(store, since)
     if image_type is not None:
         totals = {k: v for k, v in totals.items() if k == image_type}
     return {"window": bucket, "since": since, "per_image_type": totals, "timeline": table}

@@ -16,10 +16,7 @@ def first_detections(store: MonitorStore, frame_order: dict[str, int]) -> dict[s
         image_type = check["image_type"]
         if not check["drift_detected"] or found.get(image_type) is not None:
             continue
-        ids = [r[0] for r in store.query(
-            "SELECT frame_id FROM frames WHERE image_type = ? AND seq BETWEEN ? AND ?",
-            (image_type, check["first_seq"], check["last_seq"]),
-        )]
+        ids = store.frame_ids(image_type, check["first_seq"], check["last_seq"])
         indexes = sorted(frame_order[f] for f in ids if f in frame_order)
         found[image_type] = {
             "window_first_frame": indexes[0] if indexes else None,
@@ -35,7 +32,7 @@ def monitor_summary(store: MonitorStore, frame_order: dict[str, int], drift_at: 
         t: (d["window_last_frame"] - drift_at if d and d["window_last_frame"] is not None and drift_at is not None else None)
         for t, d in detections.items()
     }
-    figures = per_image_type(store.connection())
+    figures = per_image_type(store)
     checks = store.drift_checks()
     return {
         "drift_at": drift_at,
