@@ -63,7 +63,7 @@ def main() -> None:
     (work / "packages").mkdir()
     settings = get_settings().model_copy(update={
         "topic_prefix": f"bm{int(time.time())}.", "packages": work / "packages", "session_timeout_ms": 2000,
-        "monitor_db": work / "monitor.db", "reports_dir": work / "reports",
+        "monitor_db": str(work / "monitor.db"), "reports_dir": work / "reports",
     })
     total = int(args.fps * args.seconds)
     shots = frames_of(400, args.size)

@@ -64,11 +64,14 @@ class Settings(BaseSettings):
     drift_window: int = Field(50, ge=20, description="Most recent frames of an image type a drift check compares with the reference.")
     drift_every: int = Field(10, ge=1, description="Frames of an image type between two drift checks.")
     drift_min_interval_s: float = Field(
-        5.0, ge=0.0, description="Least time between two drift checks of an image type (a check costs ~1 s of CPU)."
+        1.0, ge=0.0, description="Least time between two drift checks of an image type (a check costs ~0.05 s of CPU, with its report ~2 s)."
+    )
+    drift_report_every_s: float = Field(
+        600.0, gt=0.0, description="Evidently's drift report of an image type is written at least this often (and whenever drift is found)."
     )
     drift_cpu_share: float = Field(
         0.5, gt=0.0, le=1.0,
-        description="Share of one core the scheduled drift checks may use: after a check of d s the next waits d * (1/share - 1).",
+        description="Share of one core the scheduled drift checks may use: after a check that used c s of CPU the next waits c * (1/share - 1).",
     )
     reference_fallback: int = Field(
         200, ge=20, description="Without a reference in the model package, the first this many frames of a version are the reference."

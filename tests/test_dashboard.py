@@ -36,7 +36,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 def filled(tmp_path: Path, redis_url: str) -> Iterator[Settings]:
     settings = get_settings().model_copy(update={
         "redis_url": redis_url, "topic_prefix": f"d{uuid.uuid4().hex[:8]}.", "line_id": "line-7",
-        "monitor_db": tmp_path / "monitor.db", "reports_dir": tmp_path / "reports",
+        "monitor_db": str(tmp_path / "monitor.db"), "reports_dir": tmp_path / "reports",
     })
     store = MonitorStore(settings.monitor_db)
     wrong = square_mask(start=14, end=30)

@@ -229,7 +229,7 @@ def test_drift_checks_of_one_type_are_spaced_by_the_least_interval() -> None:
     schedule = CheckSchedule(every=10, min_interval_s=5.0, cpu_share=1.0)
     schedule.frames_arrived("disc", 10)
     assert schedule.next_due(100.0)[0] == "disc"
-    schedule.checked("disc", began=100.0, ended=101.0)
+    schedule.checked("disc", began=100.0, ended=101.0, cpu_seconds=1.0)
     schedule.frames_arrived("disc", 10)
     assert schedule.next_due(102.0) == (None, 3.0)
     assert schedule.next_due(105.0)[0] == "disc"
@@ -240,6 +240,6 @@ def test_drift_checks_stay_within_their_cpu_share_across_image_types() -> None:
     for image_type in ("disc", "plate", "bracket"):
         schedule.frames_arrived(image_type, 10)
     assert schedule.next_due(0.0)[0] == "disc"  # the longest-waiting type first
-    schedule.checked("disc", began=0.0, ended=2.0)  # 2 s of work at half a core: 2 s idle
-    assert schedule.next_due(3.0) == (None, 1.0)
-    assert schedule.next_due(4.0)[0] in {"plate", "bracket"}
+    schedule.checked("disc", began=0.0, ended=3.0, cpu_seconds=2.0)  # 2 s of CPU at half a core: 2 s idle
+    assert schedule.next_due(4.0) == (None, 1.0)
+    assert schedule.next_due(5.0)[0] in {"plate", "bracket"}

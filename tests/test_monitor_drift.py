@@ -20,6 +20,7 @@ from lineinspect.shared.monitor.drift import (
     check_drift,
     columns_to_test,
     noise_factor,
+    score_drift,
     write_drift_report,
 )
 from lineinspect.shared.monitor.features import EMBEDDING_COLUMNS, image_columns
@@ -126,3 +127,77 @@ def test_a_small_reference_checks_with_raised_thresholds(reference: pd.DataFrame
     assert not result.drift_detected and result.threshold_factor == pytest.approx(1.51, abs=0.01)
     thresholds = {t["metric_config"]["params"].get("column"): t["description"] for t in snapshot.dict()["tests"]}
     assert "The drift threshold is 0.91" in thresholds["mean"]
+
+
+@pytest.mark.parametrize("change", ["none", "brighter", "blur", "tint", "small reference", "no masks"])
+def test_the_quick_score_gives_the_reports_answer(reference: pd.DataFrame, window: pd.DataFrame, change: str) -> None:
+    """The monitor scores every scheduled window without drawing the report; it must decide
+    exactly as the report would, column by column."""
+    ref, cur = reference, window
+    if change == "brighter":
+        cur = rows(seed=3, count=50, anomaly_fraction=0.4, change=lambda image: cv2.convertScaleAbs(image, alpha=1.2, beta=10))
+    elif change == "blur":
+        cur = rows(seed=3, count=50, anomaly_fraction=0.4, change=lambda image: cv2.GaussianBlur(image, (0, 0), 1.5))
+    elif change == "tint":
+        cur = rows(seed=3, count=50, anomaly_fraction=0.4, change=lambda image: cv2.add(image, np.array([0.0, 0.0, 25.0, 0.0])))
+    elif change == "small reference":
+        ref = reference.head(30)
+    elif change == "no masks":
+        cur = window.assign(mask_area_fraction=None)
+    report, _ = check_drift(ref, cur)
+    quick = score_drift(ref, cur)
+    assert quick.drift_detected == report.drift_detected and quick.dataset_drift == report.dataset_drift
+    assert quick.drifted_columns == report.drifted_columns and quick.tested_columns == report.tested_columns
+    assert quick.drift_share == pytest.approx(report.drift_share)
+    assert quick.column_scores == pytest.approx(report.column_scores, rel=1e-9)
+    assert quick.embedding_drift == report.embedding_drift
+    assert quick.embedding_score == pytest.approx(report.embedding_score, rel=1e-9)
+
+
+def test_a_drift_episode_writes_its_report_and_alert_when_it_starts_not_at_every_check(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from lineinspect.schemas import Telemetry
+    from lineinspect.shared.config import get_settings
+    from lineinspect.shared.line.telemetry import image_embedding, image_stats
+    from lineinspect.shared.monitor.checks import DriftChecker
+    from lineinspect.shared.monitor.reference import References
+    from lineinspect.shared.monitor.store import MonitorStore
+
+    (tmp_path / "packages").mkdir()  # no package: the reference is the stream's first 60 frames
+    settings = get_settings().model_copy(update={
+        "packages": tmp_path / "packages", "reports_dir": tmp_path / "reports", "reference_fallback": 60,
+        "drift_window": 40, "drift_report_every_s": 3600.0,
+    })
+    store = MonitorStore(tmp_path / "monitor.db")
+    alerts = []
+    checker = DriftChecker(store, References(settings.packages, store, 60), settings, alerts.append)
+    plan = defect_plan(5, IMAGE_TYPE, 160, 0.3)
+
+    def arrive(first: int, count: int, change=lambda image: image) -> None:  # noqa: ANN001
+        with store.transaction() as db:
+            for index in range(first, first + count):
+                sample = generate_sample(IMAGE_TYPE, sample_rng(5, IMAGE_TYPE, index), SIZE, plan[index])
+                image = change(sample.image)
+                store.add_telemetry(db, Telemetry(
+                    frame_id=f"f{index:04d}", line_id="line-1", camera_id="cam-1", image_type=IMAGE_TYPE,
+                    captured_at=datetime.now(UTC), image_stats=image_stats(image), embedding=image_embedding(image),
+                    anomaly_score=0.5, normalised_score=0.6, mask_area_fraction=float(sample.product_mask.mean()),
+                    mask_confidence=0.9, mask_grade=1, decision="pass", latency_ms=50.0,
+                    model_versions={"mask": "m", "anomaly": "a", "reviewer": "r"},
+                ))
+
+    def brighter(image: np.ndarray) -> np.ndarray:
+        return cv2.convertScaleAbs(image, alpha=1.25, beta=15)
+
+    arrive(0, 100)
+    steady = [checker.check(IMAGE_TYPE), checker.check(IMAGE_TYPE)]
+    arrive(100, 40, brighter)
+    drifted = [checker.check(IMAGE_TYPE)]
+    arrive(140, 20, brighter)
+    drifted += [checker.check(IMAGE_TYPE), checker.check(IMAGE_TYPE)]
+
+    assert [c["drift_detected"] for c in steady + drifted] == [0, 0, 1, 1, 1]
+    assert not any(c["report_html"] for c in steady), "no report while nothing changes (the periodic one is an hour away)"
+    assert drifted[0]["report_html"] and not any(c["report_html"] for c in drifted[1:]), "the report where drift starts"
+    assert [a.kind for a in alerts] == ["drift"] and alerts[0].report_url == drifted[0]["report_html"]

@@ -158,7 +158,7 @@ def _demo(args: argparse.Namespace) -> int:
     monitor_dir = (args.monitor_dir or Path(tempfile.mkdtemp(prefix="lineinspect-demo-monitor-"))).resolve()
     settings = get_settings().model_copy(update={
         "packages": packages.resolve(), "session_timeout_ms": 2000,
-        "monitor_db": monitor_dir / "monitor.db", "reports_dir": monitor_dir / "reports",
+        "monitor_db": str(monitor_dir / "monitor.db"), "reports_dir": monitor_dir / "reports",
     })
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="lineinspect-demo-logs-"))
     run = LineRun()

@@ -1,21 +1,28 @@
 """Scheduled drift checks, in a process of their own.
 
-An Evidently check costs 1.5-2 s of CPU, almost all of it drawing the report's plots. Run on
-a thread of the monitor, it held the GIL long enough that at 25 frames/s the monitor fell
-behind the line, its lag growing to 25 s in 90 s (bench/monitor_lag.py). So the monitor hands
-the checks to a child process (`DriftCheckProcess`) and only tells it how many frames of each
-image type arrived. The child reads the windows from the store, runs the checks, writes their
-results and reports, and raises drift alerts itself.
+An Evidently report of a check costs ~2 s of CPU, almost all of it drawing plots. Run on a
+thread of the monitor, such checks held the GIL long enough that at 25 frames/s the monitor fell
+behind the line, its lag growing to 25 s in 90 s (bench/monitor_lag.py); spaced out to spare
+the CPU, they saw a change 250-400 frames late. So:
+
+- every scheduled window is scored with Evidently's stat tests directly (`score_drift`, the
+  report's exact answer in ~1/20 of the time), and Evidently's report (`check_drift`: the
+  DataDriftPreset and EmbeddingsDrift HTML and JSON) is run when the score finds drift, on
+  demand, and every `drift_report_every_s` per type, so the latest report is never old;
+- the checks run in a child process (`DriftCheckProcess`): the monitor only tells it how many
+  frames of each image type arrived; the child reads the windows from the store, scores them,
+  writes results and reports, and raises drift alerts itself.
 
 When to check (`CheckSchedule`): after `drift_every` new frames of a type, no sooner than
 `drift_min_interval_s` after that type's previous check, and within a CPU budget: after a check
-of d seconds the next one waits d * (1 / drift_cpu_share - 1), so checks take at most that
+that used c seconds of CPU the next one waits c * (1 / drift_cpu_share - 1), so checks take at most that
 share of one core however many image types the line has. Requests that pile up are merged
 (one pending check per type, the longest-waiting type first): a slow check delays, never queues.
 """
 
 import json
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable
@@ -28,7 +35,7 @@ from lineinspect.schemas import Alert
 from lineinspect.shared.config import Settings
 from lineinspect.shared.logs import configure_logging, get_logger
 from lineinspect.shared.monitor.alerts import AlertBook, Finding
-from lineinspect.shared.monitor.drift import DriftResult, DriftSettings, check_drift, write_drift_report
+from lineinspect.shared.monitor.drift import DriftResult, DriftSettings, check_drift, score_drift, write_drift_report
 from lineinspect.shared.monitor.reference import References
 from lineinspect.shared.monitor.store import MonitorStore
 
@@ -69,6 +76,8 @@ class DriftChecker:
         self.book = AlertBook(settings.line_id)
         self.reports_dir = Path(settings.reports_dir)
         self.log = get_logger("lineinspect.monitor.drift")
+        self._reported_at: dict[str, float] = {}  # image type -> monotonic time of its latest report
+        self._drifting: dict[str, bool] = {}  # image type -> its latest check's answer
 
     def not_ready(self, image_type: str) -> str | None:
         """Why `image_type` cannot be checked yet, or None when it can."""
@@ -86,7 +95,10 @@ class DriftChecker:
 
     def check(self, image_type: str, write_report: bool = False, raise_alerts: bool = True) -> dict[str, Any] | None:
         """Check the latest window of `image_type` now; the stored check, or None when there is
-        not enough data yet (`not_ready` says why)."""
+        not enough data yet (`not_ready` says why). Evidently's report is written when the
+        answer changes (drift starts or ends), when `write_report`, and when the type's latest
+        report is older than `drift_report_every_s` (so a long drift episode does not write
+        one every few frames)."""
         window = self.store.latest_window(image_type, self.settings.drift_window)
         if window is None or len(window.rows) < self.settings.drift_window:
             return None
@@ -94,12 +106,21 @@ class DriftChecker:
         if reference is None:
             return None
         current = pd.DataFrame(window.rows)
-        result, snapshot = check_drift(reference.rows, current)
+        result = score_drift(reference.rows, current)
         report_html = None
-        if result.drift_detected or write_report:
+        changed = result.drift_detected != self._drifting.get(image_type, False)
+        # The periodic report starts one period after the type's first check (a report costs
+        # ~40 scores; a line just started has better uses for the CPU).
+        reported_at = self._reported_at.setdefault(image_type, time.monotonic())
+        due = time.monotonic() - reported_at >= self.settings.drift_report_every_s
+        if changed or write_report or due:
+            # The report's own answer is the one kept (the score gives the same; tests hold them to it).
+            result, snapshot = check_drift(reference.rows, current)
             stem = f"drift-{image_type}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(window.window_end))}-{window.last_seq}"
             html, _ = write_drift_report(snapshot, self.reports_dir / "drift", stem)
             report_html = str(html)
+            self._reported_at[image_type] = time.monotonic()
+        self._drifting[image_type] = result.drift_detected
         check = {
             "image_type": image_type, "anomaly_version": window.anomaly_version, "checked_at": time.time(),
             "first_seq": window.first_seq, "last_seq": window.last_seq, "window_start": window.window_start,
@@ -151,14 +172,17 @@ class CheckSchedule:
         del self._wanted[image_type]
         return image_type, 0.0
 
-    def checked(self, image_type: str, began: float, ended: float) -> None:
+    def checked(self, image_type: str, began: float, ended: float, cpu_seconds: float) -> None:
+        """A check of `image_type` ran from `began` to `ended` and used `cpu_seconds` of CPU.
+        The budget counts CPU, not wall time: on a busy machine a check waits for the CPU
+        longer than it uses it."""
         self._checked_at[image_type] = began
-        self._idle_until = ended + (ended - began) * (1.0 / self.cpu_share - 1.0)
+        self._idle_until = ended + cpu_seconds * (1.0 / self.cpu_share - 1.0)
 
 
 def run_drift_checks(settings: Settings, alerts_topic: str, requests: "multiprocessing.Queue[Any]") -> None:
     """The checker process: frame counts in from the monitor, checks on schedule, until a None
-    arrives."""
+    arrives or the monitor is gone."""
     from lineinspect.shared.monitor.alert_sink import AlertSink
     from lineinspect.shared.streaming.clients import make_producer
 
@@ -170,12 +194,13 @@ def run_drift_checks(settings: Settings, alerts_topic: str, requests: "multiproc
     schedule = CheckSchedule(settings.drift_every, settings.drift_min_interval_s, settings.drift_cpu_share)
     log.info("drift checks started", every=settings.drift_every, min_interval_s=settings.drift_min_interval_s,
              cpu_share=settings.drift_cpu_share)
+    parent = os.getppid()
     try:
-        while True:
+        while os.getppid() == parent:  # a monitor killed outright leaves no checker behind
             image_type, wait_s = schedule.next_due(time.monotonic())
             try:
                 # Block only while no check is due; otherwise take what has arrived and go on.
-                message = requests.get(timeout=min(wait_s, 60.0)) if image_type is None else requests.get_nowait()
+                message = requests.get(timeout=min(wait_s, 5.0)) if image_type is None else requests.get_nowait()
             except queue.Empty:
                 message = ()
             if message is None:
@@ -184,12 +209,12 @@ def run_drift_checks(settings: Settings, alerts_topic: str, requests: "multiproc
                 schedule.frames_arrived(*message)
             if image_type is None:
                 continue
-            began = time.monotonic()
+            began, cpu = time.monotonic(), time.process_time()
             try:
                 checker.check(image_type)
             except Exception as exc:  # a check that fails must not stop the next ones
                 log.exception("drift check failed", image_type=image_type, error=str(exc))
-            schedule.checked(image_type, began, time.monotonic())
+            schedule.checked(image_type, began, time.monotonic(), time.process_time() - cpu)
     finally:
         sink.close()
         store.close()

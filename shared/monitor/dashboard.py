@@ -71,6 +71,8 @@ def dashboard_data(settings: Settings, store: MonitorStore, client: redis.Redis,
             "anomaly_version": check["anomaly_version"],
             "last_drift_report": report_link(fired["report_html"], reports_dir) if fired else None,
             "last_drift_at": fired["checked_at"] if fired else None,
+            "latest_report": report_link(check["last_report"]["report_html"], reports_dir) if check["last_report"] else None,
+            "latest_report_at": check["last_report"]["checked_at"] if check["last_report"] else None,
         }
     overlays = OverlayStore(client, settings.redis_prefix)
     verdicts = VerdictCache(client, settings.redis_prefix)
@@ -106,7 +108,8 @@ def create_app(settings: Settings) -> Litestar:
     @get("/", media_type=MediaType.HTML, sync_to_thread=True)
     def index() -> str:
         data = dashboard_data(settings, store, client)
-        return page.render(data=data, refresh_s=REFRESH_S, timeline=timeline_html(data["accuracy"]["timeline"], "/assets/plotly.min.js"))
+        return page.render(data=data, refresh_s=REFRESH_S, report_every_min=round(settings.drift_report_every_s / 60),
+                           timeline=timeline_html(data["accuracy"]["timeline"], "/assets/plotly.min.js"))
 
     @get("/api/summary", sync_to_thread=True)
     def summary() -> dict[str, Any]:

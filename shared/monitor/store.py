@@ -338,7 +338,9 @@ class MonitorStore:
         )
 
     def latest_drift_checks(self) -> list[dict[str, Any]]:
-        """The latest check of every image type, with its latest firing check's report and time."""
+        """The latest check of every image type, with the latest report of a check that found
+        drift (`last_fired`: report_html, checked_at; None when none did) and the latest report
+        of any check (`last_report`, the same keys and drift_detected)."""
         latest = self.query(
             "SELECT d.* FROM drift_checks d JOIN (SELECT image_type, MAX(check_id) AS id FROM drift_checks"
             " GROUP BY image_type) m ON d.check_id = m.id ORDER BY d.image_type"
@@ -346,9 +348,14 @@ class MonitorStore:
         for check in latest:
             fired = self.query(
                 "SELECT report_html, checked_at FROM drift_checks WHERE image_type = :image_type AND drift_detected = 1"
-                " ORDER BY check_id DESC LIMIT 1", image_type=check["image_type"],
+                " AND report_html IS NOT NULL ORDER BY check_id DESC LIMIT 1", image_type=check["image_type"],
             )
             check["last_fired"] = fired[0] if fired else None
+            reported = self.query(
+                "SELECT report_html, checked_at, drift_detected FROM drift_checks WHERE image_type = :image_type"
+                " AND report_html IS NOT NULL ORDER BY check_id DESC LIMIT 1", image_type=check["image_type"],
+            )
+            check["last_report"] = reported[0] if reported else None
         return latest
 
     def counts(self) -> dict[str, int]:
