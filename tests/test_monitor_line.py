@@ -140,6 +140,9 @@ def test_per_type_iou_from_labels_and_an_alert_for_the_type_whose_masks_are_wron
     found = monitor.wait_for("the iou_drop alert", lambda: [a for a in alerts(monitor) if a.kind == "iou_drop"])
     assert {a.image_type for a in found} == {"plate"}, "only the type whose masks are wrong"
     assert found[0].value < monitor.settings.iou_alert_below and found[0].figure == "mask_iou"
+    report = Path(found[0].report_url)
+    assert report.is_file() and "plate" in report.read_text(), "the alert links the accuracy report of its type"
+    assert (report.parent / "plotly.min.js").is_file(), "the report's timeline draws without a network"
 
     code, out, _ = cli("report", "accuracy", "--db", monitor.settings.monitor_db, "--out",
                        monitor.settings.reports_dir, "--json")

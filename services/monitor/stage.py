@@ -5,20 +5,22 @@ reference (in a child process: shared/monitor/checks.py), alerts out (topic `ale
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from lineinspect.schemas import Label, Telemetry, Verdict
+from lineinspect.schemas import Alert, Label, Telemetry, Verdict
 from lineinspect.shared.config import Settings
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.monitor.alert_sink import AlertSink
-from lineinspect.shared.monitor.accuracy import outcome_of
+from lineinspect.shared.monitor.accuracy import bucket_for_span, outcome_of
 from lineinspect.shared.monitor.alerts import AlertBook, accuracy_findings, review_finding
 from lineinspect.shared.monitor.checks import DriftCheckProcess
 from lineinspect.shared.monitor.live import LiveView
+from lineinspect.shared.monitor.reports import accuracy_figures, write_accuracy_report
 from lineinspect.shared.monitor.store import MonitorStore
 from lineinspect.shared.streaming.clients import make_producer
 from lineinspect.shared.streaming.deadletter import Refused, frame_id_of
@@ -77,12 +79,19 @@ class MonitorStage:
         self.live.count(decisions)
         for image_type in labelled:
             for alert in self.book.update(accuracy_findings(self.store, self.settings, image_type), image_type):
-                self.sink(alert)
+                self.sink(self.with_report(alert))
         for image_type, count in new_frames.items():
             for alert in self.book.update(review_finding(self.store, self.settings, image_type), image_type):
-                self.sink(alert)
+                self.sink(self.with_report(alert))
             self.checks.frames_arrived(image_type, count)
         return [[] for _ in items]
+
+    def with_report(self, alert: Alert) -> Alert:
+        """The alert with the accuracy report of its image type as it stood when it was raised
+        (reports/accuracy/<alert id>.html: per window, the IoU and accuracy timeline)."""
+        figures = accuracy_figures(self.store, bucket_for_span(self.store.labelled_span()), alert.image_type, 0.0)
+        path = write_accuracy_report(figures, Path(self.settings.reports_dir), name=alert.alert_id)
+        return alert.model_copy(update={"report_url": str(path)})
 
     def delivered(self, items: Sequence[Any], outputs: Sequence[list[Outgoing]]) -> None:
         """Nothing to do: the store was written in `process`, idempotently."""

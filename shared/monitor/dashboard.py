@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import plotly
 import redis
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Litestar, MediaType, Response, get
@@ -25,11 +24,10 @@ from lineinspect.shared.line.overlays import OverlayStore
 from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.monitor.accuracy import bucket_for_span
 from lineinspect.shared.monitor.live import LiveView
-from lineinspect.shared.monitor.reports import accuracy_figures, timeline_html
+from lineinspect.shared.monitor.reports import PLOTLY_JS, accuracy_figures, timeline_html
 from lineinspect.shared.monitor.store import MonitorStore
 
 REFRESH_S = 5
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def mask_evaluations(folder: Path) -> dict[str, Any]:

@@ -7,13 +7,18 @@
 
 import html
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+import plotly
 import plotly.graph_objects as go
 
 from lineinspect.shared.monitor.accuracy import Bucket, accuracy_table, per_image_type
 from lineinspect.shared.monitor.store import MonitorStore
+
+# plotly.js from the plotly wheel: pages load it from beside them (no CDN on a plant network).
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def accuracy_figures(store: MonitorStore, bucket: Bucket, image_type: str | None, since: float) -> dict[str, Any]:
@@ -46,10 +51,13 @@ def timeline_html(table: list[dict[str, Any]], plotly_js: str | bool = "director
     return _iou_timeline(table).to_html(full_html=False, include_plotlyjs=plotly_js)
 
 
-def write_accuracy_report(figures: dict[str, Any], out_dir: Path) -> Path:
+def write_accuracy_report(figures: dict[str, Any], out_dir: Path, name: str = "accuracy") -> Path:
+    """out_dir/accuracy/<name>.html and .json (plotly.min.js beside them), and the index."""
     folder = out_dir / "accuracy"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accuracy.json").write_text(json.dumps(figures, indent=2) + "\n")
+    if not (folder / PLOTLY_JS.name).is_file():
+        shutil.copyfile(PLOTLY_JS, folder / PLOTLY_JS.name)
+    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     columns = ["labelled", "decided", "reviewed", "accuracy", "false_pass", "false_fail", "mask_iou", "iou_n"]
     head = "".join(f"<th>{c}</th>" for c in ["image type", *columns])
     body = "".join(
@@ -70,7 +78,7 @@ def write_accuracy_report(figures: dict[str, Any], out_dir: Path) -> Path:
 <table><tr>{head}</tr>{body}</table>
 <h2>Over time ({figures['window']})</h2>{plot}
 <table><tr>{timeline_head}</tr>{timeline_body}</table></body></html>"""
-    path = folder / "accuracy.html"
+    path = folder / f"{name}.html"
     path.write_text(page)
     write_index(out_dir)
     return path
