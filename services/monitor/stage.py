@@ -1,7 +1,8 @@
 """monitor: telemetry, verdicts and labels in (topics `telemetry`, `verdicts`, `labels`);
 accuracy per image type from labels, scheduled drift checks against the model package's
-reference (in a child process: shared/monitor/checks.py), alerts out (topic `alerts`, and the log). State lives in an SQLite file
-(`LINEINSPECT_MONITOR_DB`), live counts in Redis. See docs/monitor.md."""
+reference (in a child process: shared/monitor/checks.py), alerts out (topic `alerts`, and the
+log). State lives in SQLite or PostgreSQL (`LINEINSPECT_MONITOR_DB`), live counts in Redis.
+See docs/monitor.md."""
 
 from collections import Counter
 from collections.abc import Sequence

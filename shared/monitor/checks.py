@@ -7,7 +7,7 @@ the CPU, they saw a change 250-400 frames late. So:
 
 - every scheduled window is scored with Evidently's stat tests directly (`score_drift`, the
   report's exact answer in ~1/20 of the time), and Evidently's report (`check_drift`: the
-  DataDriftPreset and EmbeddingsDrift HTML and JSON) is run when the score finds drift, on
+  DataDriftPreset and EmbeddingsDrift HTML and JSON) is run when drift starts or ends, on
   demand, and every `drift_report_every_s` per type, so the latest report is never old;
 - the checks run in a child process (`DriftCheckProcess`): the monitor only tells it how many
   frames of each image type arrived; the child reads the windows from the store, scores them,
@@ -15,8 +15,8 @@ the CPU, they saw a change 250-400 frames late. So:
 
 When to check (`CheckSchedule`): after `drift_every` new frames of a type, no sooner than
 `drift_min_interval_s` after that type's previous check, and within a CPU budget: after a check
-that used c seconds of CPU the next one waits c * (1 / drift_cpu_share - 1), so checks take at most that
-share of one core however many image types the line has. Requests that pile up are merged
+that used c seconds of CPU the next one waits c * (1 / drift_cpu_share - 1), so checks take
+at most that share of one core however many image types the line has. Requests that pile up are merged
 (one pending check per type, the longest-waiting type first): a slow check delays, never queues.
 """
 
@@ -62,8 +62,8 @@ def drift_finding(result: DriftResult, image_type: str, start: float, end: float
 
 
 class DriftChecker:
-    """One drift check of an image type's latest window: the store's rows against the
-    reference, Evidently's report when it fires (or when asked), the result stored and drift
+    """Drift checks of an image type's latest window: the store's rows against the reference,
+    Evidently's report when the answer changes (or when asked), every result stored and drift
     alerts raised once per episode."""
 
     def __init__(
