@@ -153,6 +153,11 @@ class MonitorStore:
         self.dialect = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"{self.where()}: the monitor keeps its state in SQLite or PostgreSQL, not {self.dialect}")
+        # Statements built once: building one per row (SQLAlchemy's cache key of each new
+        # statement) cost more CPU than running it.
+        self._ignore = {t.name: self._upsert(t, replace=False) for t in (frames, alerts)}
+        self._replace = {t.name: self._upsert(t, replace=True) for t in (verdicts, labels, outcomes)}
+        self._next_seq = sa.select(sa.func.coalesce(sa.func.max(frames.c.seq), 0) + 1)
         try:
             metadata.create_all(self.engine)
         except OperationalError as exc:
@@ -204,26 +209,27 @@ class MonitorStore:
         self.engine.dispose()
 
     # ---- writes (one batch of events per transaction) -------------------------------------
-    def _insert(self, table: sa.Table) -> Any:
-        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+    def _upsert(self, table: sa.Table, replace: bool) -> Any:
+        """INSERT of a whole row that keeps (replace=False; RETURNING the key when the row was
+        new: psycopg reports no rowcount here) or replaces the stored row with the same key."""
+        keys = list(table.primary_key.columns)
+        insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+        if not replace:
+            return insert.on_conflict_do_nothing(index_elements=keys).returning(*keys)
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={c.name: insert.excluded[c.name] for c in table.columns if not c.primary_key}
+        )
 
     def _insert_or_ignore(self, db: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-        """True when the row was new (RETURNING says so on both: psycopg reports no rowcount here)."""
-        keys = list(table.primary_key.columns)
-        statement = self._insert(table).values(values).on_conflict_do_nothing(index_elements=keys).returning(*keys)
-        return db.execute(statement).first() is not None
+        """True when the row was new."""
+        return db.execute(self._ignore[table.name], values).first() is not None
 
     def _insert_or_replace(self, db: Connection, table: sa.Table, values: dict[str, Any]) -> None:
-        keys = [c.name for c in table.primary_key.columns]
-        statement = self._insert(table).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=keys, set_={k: statement.excluded[k] for k in values if k not in keys}
-        )
-        db.execute(statement)
+        db.execute(self._replace[table.name], values)
 
     def add_telemetry(self, db: Connection, telemetry: Telemetry) -> bool:
         """Store one frame's telemetry; False when it was already stored (a repeat)."""
-        seq = db.execute(sa.select(sa.func.coalesce(sa.func.max(frames.c.seq), 0) + 1)).scalar_one()
+        seq = db.execute(self._next_seq).scalar_one()
         return self._insert_or_ignore(db, frames, {
             "frame_id": telemetry.frame_id, "seq": seq, "line_id": telemetry.line_id, "camera_id": telemetry.camera_id,
             "image_type": telemetry.image_type, "captured_at": _ts(telemetry.captured_at), "decision": telemetry.decision,
