@@ -10,7 +10,8 @@ import numpy as np
 import redis
 
 from lineinspect.schemas import Frame
-from lineinspect.shared.images import decode_mask
+from lineinspect.shared.images import decode_mask, encode_jpeg
+from lineinspect.shared.models.mask.inference import WHOLE_FRAME
 
 MAX_SIDE = 320
 RECENT = 200
@@ -36,12 +37,11 @@ def draw_overlay(image: np.ndarray, frame: Frame, max_side: int = MAX_SIDE) -> b
             corner1 = (round(region.x1 * scale), round(region.y1 * scale))
             corner2 = (round(region.x2 * scale) - 1, round(region.y2 * scale) - 1)
             cv2.rectangle(picture, corner1, corner2, (0, 255, 255), 1)
-    if frame.mask is not None and frame.mask.mode != "whole_frame":
+    if frame.mask is not None and frame.mask.mode != WHOLE_FRAME:
         mask = cv2.resize(decode_mask(frame.mask.mask).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, (0, 200, 0), 1)
-    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return data.tobytes() if ok else b""
+    return encode_jpeg(picture, quality=80)
 
 
 class OverlayStore:

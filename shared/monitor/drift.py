@@ -68,7 +68,14 @@ from lineinspect.shared.monitor.features import DRIFT_COLUMNS, EMBEDDING_COLUMNS
 REQUIRED_COLUMNS = IMAGE_COLUMNS
 TESTED_BY_DEFAULT = tuple(c for c in DRIFT_COLUMNS if c != "normalised_score")
 EMBEDDING_NAME = "embedding"
-EMBEDDING_METHODS = ("mmd", "model", "distance", "ratio")
+# name -> (the report's method, the Evidently function that computes it)
+_EMBEDDING_METHODS = {
+    "mmd": (MMDDriftMethod, legacy_methods.mmd),
+    "model": (ModelDriftMethod, legacy_methods.model),
+    "distance": (DistanceDriftMethod, legacy_methods.distance),
+    "ratio": (RatioDriftMethod, legacy_methods.ratio),
+}
+EMBEDDING_METHODS = tuple(_EMBEDDING_METHODS)
 # Below this spread a value is flat in the reference (a corner cell of plain belt); dividing
 # by less would turn rounding noise into drift.
 _MIN_EMBEDDING_STD = 1e-3
@@ -166,7 +173,8 @@ def score_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftS
     embedding_score = embedding_drift = None
     if data.embedding:
         threshold = _embedding_threshold(settings, data.factor)
-        score, _, _ = _legacy_embedding_method(settings, threshold)(data.current[data.embedding], data.reference[data.embedding])
+        method = _embedding_method(settings, threshold, legacy=True)
+        score, _, _ = method(data.current[data.embedding], data.reference[data.embedding])
         embedding_score, embedding_drift = float(score), bool(score > threshold)
     dataset_drift = share >= settings.drift_share
     return DriftResult(
@@ -285,33 +293,15 @@ def _embedding_threshold(settings: DriftSettings, factor: float) -> float:
     return settings.embedding_threshold * {"mmd": factor**2, "distance": factor}.get(settings.embedding_method, 1.0)
 
 
-def _embedding_method(settings: DriftSettings, threshold: float):
-    methods = {
-        "mmd": lambda: MMDDriftMethod(threshold=threshold, bootstrap=False),
-        "model": lambda: ModelDriftMethod(threshold=threshold, bootstrap=False),
-        "distance": lambda: DistanceDriftMethod(threshold=threshold, bootstrap=False),
-        "ratio": lambda: RatioDriftMethod(threshold=threshold),
-    }
-    if settings.embedding_method not in methods:
+def _embedding_method(settings: DriftSettings, threshold: float, legacy: bool = False):
+    """The embedding drift method for the report (`EmbeddingsDrift`), or with `legacy` the
+    Evidently computation behind it, to call directly (`score_drift`)."""
+    if settings.embedding_method not in _EMBEDDING_METHODS:
         raise DriftError(
             f"unknown embedding drift method {settings.embedding_method!r}; use one of {', '.join(EMBEDDING_METHODS)}"
         )
-    return methods[settings.embedding_method]()
-
-
-def _legacy_embedding_method(settings: DriftSettings, threshold: float):
-    """The computation behind `_embedding_method`'s metric (Evidently's own), called directly."""
-    methods = {
-        "mmd": lambda: legacy_methods.mmd(threshold=threshold, bootstrap=False),
-        "model": lambda: legacy_methods.model(threshold=threshold, bootstrap=False),
-        "distance": lambda: legacy_methods.distance(threshold=threshold, bootstrap=False),
-        "ratio": lambda: legacy_methods.ratio(threshold=threshold),
-    }
-    if settings.embedding_method not in methods:
-        raise DriftError(
-            f"unknown embedding drift method {settings.embedding_method!r}; use one of {', '.join(EMBEDDING_METHODS)}"
-        )
-    return methods[settings.embedding_method]()
+    options = {"threshold": threshold} if settings.embedding_method == "ratio" else {"threshold": threshold, "bootstrap": False}
+    return _EMBEDDING_METHODS[settings.embedding_method][legacy](**options)
 
 
 def _metrics(tested: list[str], with_embedding: bool, settings: DriftSettings, factor: float) -> list:
