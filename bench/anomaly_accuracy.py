@@ -15,16 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lineinspect.shared.cli.main import main as lineinspect
+from common import run
+
 from lineinspect.shared.config import get_settings
 
 COLUMNS = ("image_auroc", "pixel_auroc", "f1", "precision", "recall", "images_per_second")
-
-
-def run(*args: object) -> None:
-    code = lineinspect([str(a) for a in args])
-    if code != 0:
-        raise SystemExit(f"lineinspect {' '.join(map(str, args))} failed with exit code {code}")
 
 
 def prepare(name: str, work: Path, data_dir: Path) -> Path | None:

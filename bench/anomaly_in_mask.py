@@ -10,15 +10,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from lineinspect.shared.cli.main import main as lineinspect
+from common import run
+
 from lineinspect.shared.config import get_settings
 from lineinspect.shared.datasets.manifest import read_manifest, write_manifest
-
-
-def run(*args: object) -> None:
-    code = lineinspect([str(a) for a in args])
-    if code != 0:
-        raise SystemExit(f"lineinspect {' '.join(map(str, args))} failed with exit code {code}")
 
 
 def evaluate(manifest: Path, work: Path, name: str) -> dict:

@@ -7,6 +7,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lineinspect.shared.cli.main import main as lineinspect
+
+
+def run(*args: object) -> None:
+    """`lineinspect ARGS...` in this process; exits with a message when it fails."""
+    code = lineinspect([str(a) for a in args])
+    if code != 0:
+        raise SystemExit(f"lineinspect {' '.join(map(str, args))} failed with exit code {code}")
+
 
 def timed_rate(work: Callable[[], object], count: int, repeats: int = 3) -> float:
     """Best items/s of `repeats` timed runs of `work` over `count` items, after one warm-up run."""

@@ -16,14 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lineinspect.shared.cli.main import main as lineinspect
+from common import run
+
 from lineinspect.shared.config import get_settings
-
-
-def run(*args: object) -> None:
-    code = lineinspect([str(a) for a in args])
-    if code != 0:
-        raise SystemExit(f"lineinspect {' '.join(map(str, args))} failed with exit code {code}")
 
 
 def main() -> None:

@@ -135,7 +135,9 @@ Grade = Literal[1, 2, 3]
 
 # Keys of per-stage maps (model versions, stage latencies); one name per stage everywhere.
 StageName = Literal["mask", "anomaly", "reviewer"]
-ModelVersions = dict[StageName, Name]
+# Model packages a frame can meet: one per stage, plus the detector the anomaly stage may carry.
+ModelKind = Literal["mask", "anomaly", "reviewer", "detector"]
+ModelVersions = dict[ModelKind, Name]
 StageLatencies = dict[StageName, LatencyMs]
 
 # normalised_score is defined as score / threshold; allow float32 rounding in the producer.

@@ -60,9 +60,18 @@ class AnomalyResult(Contract):
         2.0, gt=0.0, description="Normalised score that maps to heatmap grey level 255 (default 2.0: the threshold is ~128)."
     )
     regions: list[Region] = Field(
-        default_factory=list, description="Every defect region found, as boxes; empty when none."
+        default_factory=list,
+        description=(
+            "Every defect region found, as boxes; empty when none. With a detector for the image type the "
+            "regions are the detector's boxes (defect type and confidence)."
+        ),
     )
-    model_version: Name = Field(description="Version of the anomaly model package.")
+    model_version: Name = Field(
+        description="Version of the anomaly model package (of the detector package when the image type has only a detector)."
+    )
+    detector_version: Name | None = Field(
+        None, description="Version of the detector package whose boxes are the regions; null when there is no detector."
+    )
     latency_ms: LatencyMs = Field(description="Time the anomaly stage spent on this frame, in milliseconds.")
 
     @model_validator(mode="after")

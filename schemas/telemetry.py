@@ -63,7 +63,7 @@ class Telemetry(Contract):
     stage_latency_ms: StageLatencies = Field(
         default_factory=dict, description="Milliseconds each stage spent; keys 'mask', 'anomaly', 'reviewer'."
     )
-    model_versions: ModelVersions = Field(description="Model package version per stage; keys 'mask', 'anomaly', 'reviewer'.")
+    model_versions: ModelVersions = Field(description="Model package version per stage; keys 'mask', 'anomaly', 'reviewer', and 'detector' when one found the regions.")
     product_mask: ImageBytes | None = Field(
         None,
         description=(

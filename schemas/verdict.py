@@ -49,7 +49,7 @@ class Verdict(Contract):
         description="Reviewer's grade of the product mask: 1 perfect, 2 usable, 3 untrustworthy; null when not graded."
     )
     model_versions: ModelVersions = Field(
-        description="Model package version per stage; keys 'mask', 'anomaly', 'reviewer'."
+        description="Model package version per stage; keys 'mask', 'anomaly', 'reviewer', and 'detector' when one found the regions."
     )
     latency_ms: LatencyMs = Field(
         description="End-to-end latency in milliseconds: decided_at minus published_at (captured_at when not published)."

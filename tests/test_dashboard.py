@@ -18,7 +18,7 @@ import redis
 from litestar.testing import TestClient
 
 from lineinspect.schemas import Frame, Verdict
-from lineinspect.services.anomaly.stage import heatmap_png
+from lineinspect.services.anomaly.heatmap import heatmap_png
 from lineinspect.shared.config import Settings, get_settings
 from lineinspect.shared.images import encode_png
 from lineinspect.shared.line.overlays import OverlayStore, draw_overlay

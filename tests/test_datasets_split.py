@@ -44,6 +44,23 @@ def test_fractions_place_the_expected_numbers() -> None:
     assert calibration_types == {"scratch": 10, "spot": 5, "crack": 1}
 
 
+def test_a_share_of_each_defect_type_can_go_to_train_for_a_detector() -> None:
+    rows = make_rows(normals=0, anomalies={"scratch": 40, "spot": 20, "crack": 10}, test=6)
+    out = split_rows(rows, SplitPlan(0.8, validation_fraction=0.25, train_anomaly_fraction=0.8), seed=2)
+    placed = Counter((r.split, r.defect_type) for r in out)
+    # 80% of each type to train, a quarter of those to validation, the rest and the held-out rows to test.
+    assert placed == {
+        ("train", "scratch"): 24, ("validation", "scratch"): 8, ("test", "scratch"): 8,
+        ("train", "spot"): 12, ("validation", "spot"): 4, ("test", "spot"): 4,
+        ("train", "crack"): 6, ("validation", "crack"): 2, ("test", "crack"): 2,
+        ("test", "held"): 6,
+    }
+    # Without the option labelled anomalies are never trained on (the anomaly model learns from normals).
+    mixed = make_rows(normals=30, anomalies={"scratch": 10, "spot": 6})
+    out = split_rows(mixed, SplitPlan(0.6, calibration_fraction=0.5, validation_fraction=0.2), seed=3)
+    assert not any(r.split in ("train", "validation") and r.label == "anomaly" for r in out)
+
+
 def test_calibration_gets_both_classes_even_when_small() -> None:
     rows = make_rows(normals=10, anomalies={"a": 2, "b": 3})
     out = split_rows(rows, SplitPlan(0.8, calibration_fraction=0.1), seed=0)

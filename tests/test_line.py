@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from planted import planted_frame, planted_rows
 
 from lineinspect.schemas import Frame
 from lineinspect.services.camera.publisher import Camera, Publisher
@@ -27,6 +28,9 @@ from lineinspect.shared.line.routing import read_routing, write_routing
 from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.training import train_anomaly
+from lineinspect.shared.models.detector.config import DetectorConfig
+from lineinspect.shared.models.detector.inference import Detector
+from lineinspect.shared.models.detector.training import train_detector
 from lineinspect.shared.streaming.clients import make_producer
 from lineinspect.shared.streaming.embedded import EmbeddedBroker
 from lineinspect.shared.streaming.health import read_health
@@ -326,6 +330,53 @@ def test_the_service_and_evaluate_give_the_same_score(line: Line, cli, tmp_path:
         verdict = line.run.verdicts[frame_id]
         assert verdict.mask_grade is None  # whole-frame masks are not graded
         assert verdict.score == pytest.approx(offline[path], rel=1e-5)
+
+
+def test_a_detector_routed_to_an_image_type_finds_the_regions_of_its_verdicts(line: Line, tmp_path: Path) -> None:
+    # A small detector trained on planted boxes serves image type "steel", which has no anomaly
+    # model: its boxes are the regions and its confidence decides.
+    rng = np.random.default_rng(21)
+    rows = planted_rows(tmp_path, 48, rng)
+    packages = line.settings.packages
+    package = train_detector(rows, packages / "detector-steel", DetectorConfig(input_size=64, batch_size=8, validation_fraction=0.25),
+                             progress=False, max_steps=200)
+    routing = read_routing(packages)
+    anomaly_routes = {t: routing.anomaly.get(t, routing.anomaly.get("default")) for t in IMAGE_TYPES}
+    write_routing(packages, routing.model_copy(update={
+        "mask": {**routing.mask, "steel": "whole_frame"},
+        "anomaly": anomaly_routes,  # no default: "steel" has no anomaly model
+        "detector": {"steel": "detector-steel"},
+    }))
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not all("detector:steel" in r["model_versions"] for r in line.health() if r["stage"] == "anomaly"):
+            assert time.monotonic() < deadline, "the anomaly stage did not pick up the detector route"
+            time.sleep(0.2)
+        detector = Detector.from_package(package.path)
+        frames = {}
+        for _ in range(8):
+            image, _ = planted_frame(rng)
+            frame_id = f"steel-{uuid.uuid4().hex[:8]}"
+            line.run.published(frame_id, None)
+            line.send_raw(_frame_event(frame_id, encode_png(image), image_type="steel"))
+            frames[frame_id] = image
+        line.wait_for_verdicts(list(frames))
+    finally:
+        write_routing(packages, routing)
+    for frame_id, image in frames.items():
+        verdict = line.run.verdicts[frame_id]
+        assert verdict.model_versions["detector"] == package.manifest.version == verdict.model_versions["anomaly"]
+        assert verdict.mask_grade is None
+        offline = detector.predict([image], all_boxes=True)[0]
+        best = max((b.score for b in offline), default=0.0)
+        assert verdict.score == pytest.approx(best, rel=1e-5) and verdict.threshold == pytest.approx(detector.confidence)
+        shown = [b for b in offline if b.score >= detector.confidence]
+        assert [(r.defect_type, r.x1, r.type_confidence) for r in verdict.regions] == [
+            (b.defect_type, max(0, int(np.floor(b.x1))), pytest.approx(b.score, rel=1e-5)) for b in shown
+        ]
+        assert (verdict.decision == "fail") == (best > detector.confidence * (1 + line.settings.review_band)), verdict.reasons
+        assert any("defect confidence" in reason for reason in verdict.reasons)
+    assert any(line.run.verdicts[f].regions for f in frames), "the detector found none of the planted defects"
 
 
 def test_the_demo_runs_the_whole_line_and_writes_its_summary(packages: Path, tmp_path: Path) -> None:

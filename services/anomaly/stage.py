@@ -1,33 +1,30 @@
 """anomaly: masked frames in (topic `masked`), scored frames out (topic `scored`).
 
 The anomaly model of the frame's image type scores only inside the product mask; the frame
-gains the score, threshold, decision, heatmap and every defect region as a box."""
+gains the score, threshold, decision, heatmap and every defect region as a box. An image type
+may also have a detector (routing.json `detector`): then the regions are its boxes, with
+defect type and confidence; an image type with a detector and no anomaly model is decided by
+the detector alone (services/anomaly/detections.py)."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import redis
 from kafka.consumer.fetcher import ConsumerRecord
 
-from lineinspect.schemas import AnomalyResult, Region
+from lineinspect.schemas import AnomalyResult, Frame, Region
+from lineinspect.services.anomaly.detections import detector_only_result, detector_regions
+from lineinspect.services.anomaly.heatmap import HEATMAP_SCALE, heatmap_png
 from lineinspect.shared.config import Settings
-from lineinspect.shared.images import encode_png
 from lineinspect.shared.line.frames import frame_json, frame_mask
 from lineinspect.shared.line.routing import StageModels
 from lineinspect.shared.line.stage import FrameStage, FrameWork, Stopwatch, by_model
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, AnomalyPrediction
+from lineinspect.shared.models.detector.inference import Detector
+from lineinspect.shared.models.detector.metrics import Box
 from lineinspect.shared.streaming.deadletter import Refused
 from lineinspect.shared.streaming.loop import Outgoing
 from lineinspect.shared.streaming.topics import Topics
-
-HEATMAP_SCALE = 2.0  # normalised score at grey level 255: the threshold sits at ~128
-
-
-def heatmap_png(heatmap: np.ndarray, scale: float = HEATMAP_SCALE) -> bytes:
-    """The contract's 8-bit heatmap: pixel = round(clip(n / scale, 0, 1) * 255)."""
-    grey = np.rint(np.clip(heatmap / scale, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return encode_png(grey)
-
 
 def anomaly_result(prediction: AnomalyPrediction, version: str, latency_ms: float) -> AnomalyResult:
     return AnomalyResult(
@@ -49,19 +46,46 @@ def anomaly_result(prediction: AnomalyPrediction, version: str, latency_ms: floa
     )
 
 
+@dataclass
+class ScoredWork(FrameWork[AnomalyModel]):
+    detector: Detector | None = None
+
+
 class AnomalyStage(FrameStage[AnomalyModel]):
     name = "anomaly"
 
-    def __init__(self, settings: Settings, topics: Topics, models: StageModels[AnomalyModel]) -> None:
+    def __init__(
+        self, settings: Settings, topics: Topics, models: StageModels[AnomalyModel], detectors: StageModels[Detector] | None = None
+    ) -> None:
         super().__init__(settings, topics, models)
+        self.detectors = detectors
         self.input_topics = [topics.masked]
 
-    def decode(self, record: ConsumerRecord) -> FrameWork[AnomalyModel]:
+    def decode(self, record: ConsumerRecord) -> ScoredWork:
         item = super().decode(record)
-        item.mask = frame_mask(item.frame, item.image)
-        return item
+        detector = self.detectors.find(item.frame.image_type) if self.detectors is not None else None
+        work = ScoredWork(item.frame, item.image, item.route, item.model, detector=detector)
+        work.mask = frame_mask(work.frame, work.image)
+        return work
 
-    def process(self, items: Sequence[FrameWork[AnomalyModel]]) -> list[list[Outgoing] | Refused]:
+    def route_for(self, frame: Frame) -> tuple[str, AnomalyModel | None]:
+        image_type = frame.image_type
+        if self.detectors is not None and self.models.find(image_type) is None and self.detectors.find(image_type) is not None:
+            return "detector", None  # decided by the detector alone
+        return super().route_for(frame)
+
+    def between_batches(self) -> None:
+        super().between_batches()
+        if self.detectors is not None:
+            self.detectors.between_batches()
+
+    def model_versions(self) -> dict[str, str]:
+        versions = super().model_versions()
+        if self.detectors is not None:
+            versions.update({f"detector:{route}": version for route, version in self.detectors.versions().items()})
+        return versions
+
+    def process(self, items: Sequence[ScoredWork]) -> list[list[Outgoing] | Refused]:
         clock = Stopwatch()
         predictions: dict[int, AnomalyPrediction] = {}
         for model, indices in by_model(items):
@@ -69,16 +93,44 @@ class AnomalyStage(FrameStage[AnomalyModel]):
             masks = [items[i].mask for i in indices]
             for index, prediction in zip(indices, model.predict(images, masks)):
                 predictions[index] = prediction
+        boxes: dict[int, list[Box]] = {}
+        for detector, indices in by_detector(items):
+            for index, found in zip(indices, detector.predict([items[i].image for i in indices], all_boxes=True)):
+                boxes[index] = found
         latency = clock.ms()
         outputs: list[list[Outgoing] | Refused] = []
         for index, item in enumerate(items):
-            item.frame.anomaly = anomaly_result(predictions[index], item.model.version, latency)
+            detector = item.detector
+            if item.model is None:
+                assert detector is not None
+                result = detector_only_result(boxes[index], detector, item.mask, item.image.shape, latency)
+            else:
+                result = anomaly_result(predictions[index], item.model.version, latency)
+                if detector is not None:
+                    result = result.model_copy(update={
+                        "regions": detector_regions(boxes[index], detector, item.mask, item.image.shape),
+                        "detector_version": detector.version,
+                    })
+            item.frame.anomaly = result
             outputs.append([Outgoing(self.topics.scored, item.frame.camera_id.encode(), frame_json(item.frame))])
         return outputs
 
 
+def by_detector(items: Sequence[ScoredWork]) -> list[tuple[Detector, list[int]]]:
+    """Indices of the batch grouped by the detector serving them."""
+    groups: dict[int, tuple[Detector, list[int]]] = {}
+    for index, item in enumerate(items):
+        if item.detector is not None:
+            groups.setdefault(id(item.detector), (item.detector, []))[1].append(index)
+    return list(groups.values())
+
+
 def build(settings: Settings, topics: Topics, redis_client: redis.Redis) -> AnomalyStage:
-    models = StageModels(
-        "anomaly", settings.packages, AnomalyModel.from_package, lambda m: m.version, settings.reload_interval_s
+    detectors = StageModels(
+        "detector", settings.packages, Detector.from_package, lambda m: m.version, settings.reload_interval_s, required=False
     )
-    return AnomalyStage(settings, topics, models)
+    models = StageModels(
+        "anomaly", settings.packages, AnomalyModel.from_package, lambda m: m.version, settings.reload_interval_s,
+        required=not detectors.current.models,
+    )
+    return AnomalyStage(settings, topics, models, detectors)

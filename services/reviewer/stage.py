@@ -34,6 +34,8 @@ def verdict_for(frame: Frame, rule: DecisionRule, decided_at: datetime) -> Verdi
     decision, reasons = rule.decide(anomaly, review)
     started = frame.published_at or frame.captured_at
     versions = {"mask": frame.mask.model_version, "anomaly": anomaly.model_version}
+    if anomaly.detector_version is not None:
+        versions["detector"] = anomaly.detector_version
     latencies = {"mask": frame.mask.latency_ms, "anomaly": anomaly.latency_ms}
     if review is not None:
         versions["reviewer"] = review.model_version

@@ -92,12 +92,15 @@ def _register_split(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("manifest", type=Path, metavar="MANIFEST")
     parser.add_argument("--train-normal-fraction", type=_fraction, required=True,
                         help="share of normal images that go to train")
+    parser.add_argument("--train-anomaly-fraction", type=_fraction, default=0.0,
+                        help="share of labelled anomalies (per defect type) that go to train, for a supervised "
+                             "detector (e.g. neu_det: --train-normal-fraction 0.8 --train-anomaly-fraction 0.8)")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--calibration-fraction", type=_fraction, default=0.0,
                         help="share of labelled anomalies (per defect type) and of the normals left after "
                              "train that go to calibration")
     parser.add_argument("--validation-fraction", type=_fraction, default=0.0,
-                        help="share of the train normals moved to validation")
+                        help="share of the train normals (and of the train anomalies, per defect type) moved to validation")
     parser.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl)")
     parser.set_defaults(handler=_split)
 
@@ -159,7 +162,8 @@ def _import_voc(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    plan = SplitPlan(args.train_normal_fraction, args.calibration_fraction, args.validation_fraction)
+    plan = SplitPlan(args.train_normal_fraction, args.calibration_fraction, args.validation_fraction,
+                     args.train_anomaly_fraction)
     rows = split_rows(read_manifest(args.manifest), plan, args.seed)
     return _write_rows(rows, args.out, f"split of {args.manifest}, seed {args.seed}")
 

@@ -52,6 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reviewer.add_argument("--no-progress", action="store_true", help="no progress bars")
     reviewer.set_defaults(handler=_evaluate_reviewer)
 
+    detector = kinds.add_parser(
+        "detector", help="COCO mAP@0.5 and mAP@0.5:0.95 (pycocotools), AP per defect type and speed of a detector package"
+    )
+    detector.add_argument("--package", type=Path, required=True, help="detector package directory")
+    detector.add_argument("--manifest", type=Path, action="append", required=True, help="repeatable")
+    detector.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    detector.add_argument("--json", type=Path, help="write the figures as JSON here")
+    detector.add_argument("--html", type=Path, help="write an HTML report, predictions vs truth, worst images first")
+    detector.add_argument("--no-progress", action="store_true", help="no progress bars")
+    detector.set_defaults(handler=_evaluate_detector)
+
 
 def _evaluate_mask(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.mask.evaluation import evaluate_masks, render_mask_report
@@ -77,6 +88,42 @@ def _evaluate_mask(args: argparse.Namespace) -> int:
         render_mask_report(figures, results, finder, args.html, f"Mask evaluation: {finder.version} ({args.split})")
         print(f"report written to {args.html}")
     return 0
+
+
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    from lineinspect.shared.models.detector.evaluation import evaluate_detector, render_detector_report
+    from lineinspect.shared.models.detector.inference import Detector
+
+    apply_torch_threads()
+    rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.label != "unknown"]
+    if not rows:
+        raise DatasetError(f"no labelled images in split {args.split!r} of {', '.join(map(str, args.manifest))}")
+    detector = Detector.from_package(args.package)
+    figures, results = evaluate_detector(detector, rows, progress=not args.no_progress)
+    figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest], **figures}
+    print(format_detector_figures(figures))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {args.json}")
+    if args.html:
+        render_detector_report(figures, results, args.html, f"Detector evaluation: {detector.version} ({args.split})")
+        print(f"report written to {args.html}")
+    return 0
+
+
+def format_detector_figures(figures: dict) -> str:
+    def ap(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    counts = figures["at_confidence"]
+    lines = [f"mAP@0.5 {figures['map50']:.4f}   mAP@0.5:0.95 {figures['map50_95']:.4f}   "
+             f"{figures['n_images']} images, {figures['n_truth_boxes']} boxes, {figures['images_per_second']:.1f} images/s",
+             f"at confidence {counts['confidence']:.2f}: {counts['found']} found, {counts['missed']} missed, {counts['false']} false",
+             f"{'defect type':<20} {'boxes':>6} {'AP@0.5':>8} {'AP@.5:.95':>10}"]
+    for name, row in figures["ap_per_class"].items():
+        lines.append(f"{name:<20} {row['truths']:>6} {ap(row['ap50']):>8} {ap(row['ap50_95']):>10}")
+    return "\n".join(lines)
 
 
 def _evaluate_reviewer(args: argparse.Namespace) -> int:

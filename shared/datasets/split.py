@@ -5,13 +5,15 @@ Rules, per image type (applied in this order):
 1. Rows already marked `test` (a published held-out set, e.g. neu_det's Validation_Images) stay
    `test` and take no further part.
 2. `unknown` rows go to `train`: unlabelled images may be added to training, never scored.
-3. A share `train_normal_fraction` of the normal rows goes to `train`.
+3. A share `train_normal_fraction` of the normal rows goes to `train`, and a share
+   `train_anomaly_fraction` (default 0) of the labelled anomalies, stratified by defect type:
+   a supervised detector learns from those (neu_det has no normal images at all).
 4. With `calibration_fraction` C > 0, a share C of the labelled anomalies (stratified by
    defect type) and the same share C of the normals not placed in train go to `calibration`,
    where a threshold is tuned, so it needs both classes (a warning says when one is missing).
    A group of two or more rows always gives at least one.
 5. With `validation_fraction` V > 0, a share V of the train normals moves to `validation`
-   (train keeps at least one).
+   (train keeps at least one), and a share V of the train anomalies of each defect type.
 6. Everything else goes to `test`.
 
 Rows are shuffled in path order with a generator seeded from (seed, image type), so the same
@@ -46,10 +48,12 @@ class SplitPlan:
     train_normal_fraction: float
     calibration_fraction: float = 0.0
     validation_fraction: float = 0.0
+    train_anomaly_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value, upper in (
             ("train normal fraction", self.train_normal_fraction, 1.0),
+            ("train anomaly fraction", self.train_anomaly_fraction, 1.0),
             ("calibration fraction", self.calibration_fraction, 1.0),
             ("validation fraction", self.validation_fraction, 1.0),
         ):
@@ -100,24 +104,35 @@ def _split_image_type(
     n_train = share(len(normals), plan.train_normal_fraction)
     train, rest = normals[:n_train], normals[n_train:]
 
+    by_defect: dict[str, list[tuple[int, ManifestRow]]] = defaultdict(list)
+    for i, r in pool:
+        if r.label == "anomaly":
+            by_defect[r.defect_type or ""].append((i, r))
+    # Rule 3, anomalies: drawn only when asked for, so splits made without it stay the same.
+    train_anomalies: list[list[int]] = []
+    if plan.train_anomaly_fraction > 0:
+        for defect_type, group in sorted(by_defect.items()):
+            order = _shuffled(group, rng)
+            n = share(len(order), plan.train_anomaly_fraction)
+            train_anomalies.append(order[:n])
+            taken = set(order[:n])
+            by_defect[defect_type] = [(i, r) for i, r in group if i not in taken]
+
     calibration: list[int] = []
     if plan.calibration_fraction > 0:  # rule 4
         calibration += rest[: share(len(rest), plan.calibration_fraction, at_least_one=True)]
-        by_defect: dict[str, list[tuple[int, ManifestRow]]] = defaultdict(list)
-        for i, r in pool:
-            if r.label == "anomaly":
-                by_defect[r.defect_type or ""].append((i, r))
         for _, group in sorted(by_defect.items()):
             order = _shuffled(group, rng)
             calibration += order[: share(len(order), plan.calibration_fraction, at_least_one=True)]
         chosen = set(calibration)
         _warn_one_class(image_type, [r for i, r in pool if i in chosen])
 
-    n_validation = min(share(len(train), plan.validation_fraction), max(len(train) - 1, 0))  # rule 5
-    for i in train[:n_validation]:
-        result[i] = "validation"
-    for i in train[n_validation:]:
-        result[i] = "train"
+    for group in [train, *train_anomalies]:  # rule 5
+        n_validation = min(share(len(group), plan.validation_fraction), max(len(group) - 1, 0))
+        for i in group[:n_validation]:
+            result[i] = "validation"
+        for i in group[n_validation:]:
+            result[i] = "train"
     for i in calibration:
         result[i] = "calibration"
     for i, _ in pool:

@@ -5,12 +5,15 @@ The packages folder (`LINEINSPECT_PACKAGES`) holds either a `routing.json`:
 
     {"mask":     {"default": "mask", "tile": "whole_frame"},
      "anomaly":  {"default": "anomaly", "hazelnut": "anomaly-hazelnut"},
-     "reviewer": {"default": "reviewer"}}
+     "reviewer": {"default": "reviewer"},
+     "detector": {"steel": "detector-neu"}}
 
 (paths relative to the folder; `whole_frame` is the mask of a line without a mask model), or,
-without it, one package folder per stage: `mask/`, `anomaly/`, `reviewer/`, serving every
-image type. An image type without a route and without a `default` is refused to the
-dead-letter topic ('unknown_model').
+without it, one package folder per kind: `mask/`, `anomaly/`, `reviewer/` (and `detector/`),
+serving every image type. An image type without a route and without a `default` is refused
+to the dead-letter topic ('unknown_model'). Detectors are optional and carried by the
+anomaly stage: an image type with one gets its regions (boxes, defect type, confidence) from
+it; an image type with a detector and no anomaly model is decided by the detector alone.
 
 Hot swap: a stage checks the routing file and its packages' manifests every
 `reload_interval_s`. When either changed, the new set is loaded in a background thread
@@ -37,7 +40,7 @@ from lineinspect.shared.streaming.deadletter import Refused
 
 ROUTING_NAME = "routing.json"
 DEFAULT_ROUTE = "default"
-STAGE_KINDS = ("mask", "anomaly", "reviewer")
+ROUTED_KINDS = ("mask", "anomaly", "reviewer", "detector")
 
 Model = TypeVar("Model")
 
@@ -50,6 +53,7 @@ class Routing(BaseModel):
     mask: dict[str, str] = {}
     anomaly: dict[str, str] = {}
     reviewer: dict[str, str] = {}
+    detector: dict[str, str] = {}
 
 
 def read_routing(packages: Path) -> Routing:
@@ -62,9 +66,9 @@ def read_routing(packages: Path) -> Routing:
     if not packages.is_dir():
         raise LineinspectError(
             f"packages folder {packages} does not exist; set LINEINSPECT_PACKAGES to a folder with routing.json "
-            "or mask/, anomaly/ and reviewer/ package folders"
+            "or mask/, anomaly/ and reviewer/ (and detector/) package folders"
         )
-    return Routing(**{kind: {DEFAULT_ROUTE: kind} for kind in STAGE_KINDS if (packages / kind).is_dir()})
+    return Routing(**{kind: {DEFAULT_ROUTE: kind} for kind in ROUTED_KINDS if (packages / kind).is_dir()})
 
 
 def write_routing(packages: Path, routing: Routing) -> None:
@@ -122,7 +126,7 @@ class StageModels(Generic[Model]):
         reload_interval_s: float = 2.0,
         required: bool = True,
     ) -> None:
-        if kind not in STAGE_KINDS:
+        if kind not in ROUTED_KINDS:
             raise ValueError(f"unknown stage kind {kind!r}")
         self.kind = kind
         self.packages = Path(packages)
@@ -144,6 +148,12 @@ class StageModels(Generic[Model]):
     # ---- routing -------------------------------------------------------------------------
     def routes(self) -> dict[str, str]:
         return dict(getattr(read_routing(self.packages), self.kind))
+
+    def find(self, image_type: str) -> Model | None:
+        """The model serving `image_type`, or None when nothing does (for optional kinds)."""
+        current = self.current
+        route = current.route_of(image_type)
+        return None if route is None else current.models[route]
 
     def for_image_type(self, image_type: str, frame_id: str | None = None) -> tuple[str, Model]:
         """(route, model) serving `image_type`; refuses an image type nothing serves."""

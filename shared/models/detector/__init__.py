@@ -1,0 +1,1 @@
+"""The supervised defect detector: boxes, defect type and confidence from labelled boxes."""

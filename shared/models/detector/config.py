@@ -1,0 +1,22 @@
+"""Settings of the defect detector, recorded in each package."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DetectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size: int = Field(192, ge=64, le=1024, description="Frames are resized to this square size (pixels); a multiple of 32.")
+    fpn_channels: int = Field(96, ge=16, description="Width of the feature pyramid and the head.")
+    head_convs: int = Field(2, ge=1, le=4, description="3x3 convolutions in each head tower (classes, boxes).")
+    epochs: int = Field(40, ge=1, description="Most passes over the training images (the learning rate anneals over these or max_minutes, whichever ends first).")
+    patience: int = Field(12, ge=1, description="Stop after this many epochs without a better validation mAP@0.5:0.95.")
+    max_minutes: float = Field(40.0, gt=0, description="Stop training after this long, keeping the best epoch.")
+    batch_size: int = Field(16, ge=1, description="Frames per training step.")
+    learning_rate: float = Field(2e-3, gt=0, description="Head learning rate; the pretrained encoder gets a quarter.")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
+    centre_radius: float = Field(1.5, gt=0, description="Locations within this many strides of a box centre learn that box (FCOS centre sampling).")
+    score_threshold: float = Field(0.05, ge=0, lt=1, description="Lowest confidence kept before non-maximum suppression.")
+    nms_iou: float = Field(0.5, gt=0, le=1, description="Boxes of one defect type overlapping more than this are suppressed.")
+    max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")
+    seed: int = 0

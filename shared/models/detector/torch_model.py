@@ -1,0 +1,126 @@
+"""The math of the defect detector: a one-stage, anchor-free (FCOS-style) head on a small
+feature pyramid over the ImageNet-pretrained EfficientNet-Lite0 encoder.
+
+(N, 3, S, S) images -> per location of every level: class logits (N, P, C), box side
+distances in input pixels (N, P, 4) and a centre-ness logit (N, P). The loss is focal loss
+for classes, GIoU for boxes and binary cross-entropy for centre-ness, as in FCOS.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lineinspect.shared.models.backbone import Lite0Features
+from lineinspect.shared.models.detector.boxes import Locations, Targets, centreness, decode
+
+# Encoder blocks feeding the pyramid: strides 8, 16, 32.
+PYRAMID_TAPS = (4, 10, 15)
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+PRIOR_PROBABILITY = 0.01
+
+
+class Pyramid(nn.Module):
+    """Feature pyramid: 1x1 lateral projections, top-down sums, a 3x3 smoothing conv per level."""
+
+    def __init__(self, in_channels: tuple[int, ...], width: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in in_channels)
+
+    def forward(self, features: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        laterals = [conv(f) for conv, f in zip(self.lateral, features)]
+        for index in range(len(laterals) - 2, -1, -1):
+            laterals[index] = laterals[index] + F.interpolate(laterals[index + 1], size=laterals[index].shape[-2:], mode="nearest")
+        return [conv(x) for conv, x in zip(self.smooth, laterals)]
+
+
+def tower(width: int, depth: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.GroupNorm(16 if width % 16 == 0 else 1, width), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class DetectorNet(nn.Module):
+    def __init__(self, num_classes: int, width: int = 96, head_convs: int = 2, pretrained: bool = True) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.encoder = Lite0Features(PYRAMID_TAPS, pretrained=pretrained)
+        self.strides = self.encoder.strides()
+        self.pyramid = Pyramid(self.encoder.channels(), width)
+        self.class_tower = tower(width, head_convs)
+        self.box_tower = tower(width, head_convs)
+        self.class_logits = nn.Conv2d(width, num_classes, 3, padding=1)
+        self.box_distances = nn.Conv2d(width, 4, 3, padding=1)
+        self.centre_logit = nn.Conv2d(width, 1, 3, padding=1)
+        # One learnt scale per level for the box distances (in strides).
+        self.level_scales = nn.Parameter(torch.ones(len(self.strides)))
+        for conv in (self.class_logits, self.box_distances, self.centre_logit):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        # Start every class at a low probability so background does not swamp the first steps.
+        nn.init.constant_(self.class_logits.bias, -torch.log(torch.tensor((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)).item())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        classes, distances, centres = [], [], []
+        for level, (stride, feature) in enumerate(zip(self.strides, self.pyramid(self.encoder(x)))):
+            class_feature = self.class_tower(feature)
+            box_feature = self.box_tower(feature)
+            n = feature.shape[0]
+            classes.append(self.class_logits(class_feature).flatten(2).transpose(1, 2))
+            scaled = F.relu(self.box_distances(box_feature) * self.level_scales[level]) * stride
+            distances.append(scaled.flatten(2).transpose(1, 2))
+            centres.append(self.centre_logit(box_feature).reshape(n, -1))
+        return torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1)
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed focal loss (RetinaNet) of class logits against one-hot targets."""
+    probs = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = probs * targets + (1 - probs) * (1 - targets)
+    alpha_t = FOCAL_ALPHA * targets + (1 - FOCAL_ALPHA) * (1 - targets)
+    return (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).sum()
+
+
+def giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-box 1 - generalised IoU of (x1, y1, x2, y2) boxes."""
+    area_p = (predicted[:, 2] - predicted[:, 0]).clamp_min(0) * (predicted[:, 3] - predicted[:, 1]).clamp_min(0)
+    area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    top_left = torch.maximum(predicted[:, :2], target[:, :2])
+    bottom_right = torch.minimum(predicted[:, 2:], target[:, 2:])
+    intersection = (bottom_right - top_left).clamp_min(0).prod(1)
+    union = area_p + area_t - intersection
+    iou = intersection / union.clamp_min(1e-6)
+    hull = (torch.maximum(predicted[:, 2:], target[:, 2:]) - torch.minimum(predicted[:, :2], target[:, :2])).clamp_min(0).prod(1)
+    return 1 - (iou - (hull - union) / hull.clamp_min(1e-6))
+
+
+def detection_loss(
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: list[Targets], where: Locations
+) -> dict[str, torch.Tensor]:
+    """FCOS losses of a batch, each normalised by the number of positive locations."""
+    class_logits, distances, centre_logits = outputs
+    labels = torch.stack([t.labels for t in targets])  # (N, P)
+    target_distances = torch.stack([t.distances for t in targets])  # (N, P, 4)
+    positive = labels >= 0
+    positives = max(int(positive.sum()), 1)
+    one_hot = torch.zeros_like(class_logits)
+    one_hot[positive] = F.one_hot(labels[positive], class_logits.shape[-1]).to(one_hot.dtype)
+    losses = {"classes": sigmoid_focal_loss(class_logits, one_hot) / positives}
+    if positive.any():
+        points = where.points[None].expand(labels.shape[0], -1, -1)[positive]
+        centre_target = centreness(target_distances[positive])
+        predicted_boxes = decode(points, distances[positive])
+        target_boxes = decode(points, target_distances[positive])
+        # Boxes are weighted by centre-ness: locations near a box's edge say less about it.
+        losses["boxes"] = (giou_loss(predicted_boxes, target_boxes) * centre_target).sum() / centre_target.sum().clamp_min(1e-6)
+        losses["centreness"] = F.binary_cross_entropy_with_logits(centre_logits[positive], centre_target, reduction="sum") / positives
+    else:
+        zero = distances.sum() * 0 + centre_logits.sum() * 0
+        losses["boxes"] = zero
+        losses["centreness"] = zero
+    losses["total"] = losses["classes"] + losses["boxes"] + losses["centreness"]
+    return losses
+

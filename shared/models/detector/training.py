@@ -1,0 +1,247 @@
+"""Training the defect detector on images with labelled boxes, with augmentation and early
+stopping on validation mAP@0.5:0.95; the deployed confidence is the F1-best on validation."""
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lineinspect.shared.datasets.manifest import ManifestRow
+from lineinspect.shared.errors import DatasetError
+from lineinspect.shared.images import read_image
+from lineinspect.shared.logs import get_logger
+from lineinspect.shared.models.backbone import resize_to, square_input_preprocessing, to_input_tensor
+from lineinspect.shared.models.detector.augment import augment
+from lineinspect.shared.models.detector.boxes import Locations, assign, locations
+from lineinspect.shared.models.detector.config import DetectorConfig
+from lineinspect.shared.models.detector.inference import postprocess
+from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
+from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
+from lineinspect.shared.models.package import ModelPackage, save_package
+from lineinspect.shared.models.schedule import EarlyStopping
+
+# Frozen during training: the stem and first blocks (generic edges; saves backward time).
+FROZEN_BLOCKS = 3
+GRADIENT_CLIP = 10.0
+CONFIDENCE_GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+@dataclass(frozen=True)
+class BoxedImages:
+    """Images at input size with their boxes scaled to it."""
+
+    rows: list[ManifestRow]
+    images: np.ndarray  # (N, S, S, 3) uint8
+    boxes: list[np.ndarray]  # per image (M, 4) float32 in input pixels
+    labels: list[np.ndarray]  # per image (M,) class index
+
+    def truths(self, class_names: Sequence[str]) -> list[list[Box]]:
+        return [
+            [Box(*(float(v) for v in box), defect_type=class_names[int(label)]) for box, label in zip(boxes, labels)]
+            for boxes, labels in zip(self.boxes, self.labels)
+        ]
+
+
+def class_names_of(rows: Sequence[ManifestRow]) -> list[str]:
+    names = sorted({box.defect_type for row in rows for box in row.boxes})
+    if not names:
+        raise DatasetError(
+            "no labelled boxes in the training rows; a detector learns from boxes "
+            "(import them with `lineinspect datasets import voc`)"
+        )
+    return names
+
+
+def load_boxed(rows: Sequence[ManifestRow], size: int, class_names: Sequence[str]) -> BoxedImages:
+    index = {name: i for i, name in enumerate(class_names)}
+    images, boxes, labels = [], [], []
+    for row in rows:
+        image = read_image(row.path)
+        height, width = image.shape[:2]
+        scale = np.array([size / width, size / height, size / width, size / height], np.float32)
+        images.append(resize_to(image, size, size))
+        known = [b for b in row.boxes if b.defect_type in index]
+        boxes.append(np.array([[b.x1, b.y1, b.x2, b.y2] for b in known], np.float32).reshape(-1, 4) * scale)
+        labels.append(np.array([index[b.defect_type] for b in known], np.int64))
+    return BoxedImages(list(rows), np.stack(images), boxes, labels)
+
+
+def split_for_training(rows: Sequence[ManifestRow], validation_fraction: float, seed: int) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """Rows of split 'train', and of split 'validation' or, when there is none, a seeded share
+    of train held out (each defect type in proportion)."""
+    train = [row for row in rows if row.split == "train" and row.label != "unknown"]
+    validation = [row for row in rows if row.split == "validation" and row.label != "unknown"]
+    if len(train) < 2:
+        raise DatasetError(
+            f"{len(train)} labelled images in split 'train'; need at least 2 "
+            "(split with `lineinspect datasets split ... --train-anomaly-fraction 0.8`)"
+        )
+    if not validation:
+        rng = np.random.default_rng(seed)
+        held: set[int] = set()
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(train):
+            groups.setdefault(row.defect_type or "", []).append(i)
+        for _, members in sorted(groups.items()):
+            count = int(round(len(members) * validation_fraction))
+            held.update(members[k] for k in rng.permutation(len(members))[:count])
+        if not held:
+            held = {int(rng.integers(len(train)))}
+        validation = [row for i, row in enumerate(train) if i in held]
+        train = [row for i, row in enumerate(train) if i not in held]
+    return train, validation
+
+
+@torch.inference_mode()
+def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, config: DetectorConfig,
+                  class_names: Sequence[str]) -> list[list[Box]]:
+    network.eval()
+    predictions: list[list[Box]] = []
+    for start in range(0, len(data.images), config.batch_size):
+        outputs = network(to_input_tensor(list(data.images[start : start + config.batch_size])))
+        for raw in postprocess(outputs, where, config):
+            predictions.append([
+                Box(*(float(v) for v in box), defect_type=class_names[int(c)], score=float(s))
+                for box, s, c in zip(raw.boxes, raw.scores, raw.classes)
+            ])
+    return predictions
+
+
+def best_confidence(truths: Sequence[Sequence[Box]], predictions: Sequence[Sequence[Box]]) -> tuple[float, float]:
+    """The confidence with the best box F1 (same type, IoU >= 0.5) and that F1."""
+    best = (0.3, -1.0)
+    for confidence in CONFIDENCE_GRID:
+        totals = Counter()
+        for truth, predicted in zip(truths, predictions):
+            totals.update(image_errors(truth, predicted, float(confidence)))
+        f1 = 2 * totals["found"] / max(2 * totals["found"] + totals["missed"] + totals["false"], 1)
+        if f1 > best[1]:
+            best = (float(confidence), f1)
+    return best
+
+
+def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping: EarlyStopping) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up, then cosine annealing over whichever runs out first, the steps or the time
+    budget: on a slower machine the rate still reaches its low end before `max_minutes`."""
+    warmup = max(1, min(200, total_steps // 10))
+    state = {"step": 0}
+
+    def factor(_: int) -> float:
+        state["step"] += 1
+        if state["step"] <= warmup:
+            return state["step"] / warmup
+        progress = min(1.0, max(state["step"] / total_steps, stopping.seconds / 60 / stopping.max_minutes))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+
+
+def train_detector(
+    rows: Sequence[ManifestRow],
+    out_dir: str | Path,
+    config: DetectorConfig | None = None,
+    progress: bool = True,
+    manifest_path: str | None = None,
+    max_steps: int | None = None,
+) -> ModelPackage:
+    """Train and save a detector package; `max_steps` stops early (tests)."""
+    config = config or DetectorConfig()
+    log = get_logger(__name__, stage="train-detector")
+    if config.input_size % 32:
+        raise DatasetError(f"detector input_size must be a multiple of 32, got {config.input_size}")
+    train_rows, validation_rows = split_for_training(rows, config.validation_fraction, config.seed)
+    class_names = class_names_of(train_rows)
+    size = config.input_size
+    train = load_boxed(train_rows, size, class_names)
+    validation = load_boxed(validation_rows, size, class_names)
+    validation_truths = validation.truths(class_names)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs)
+    where = locations(size, network.strides)
+    frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
+    for module in frozen:
+        module.requires_grad_(False)
+    encoder_params = [p for p in network.encoder.parameters() if p.requires_grad]
+    head_params = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
+    optimiser = torch.optim.AdamW(
+        [{"params": encoder_params, "lr": config.learning_rate / 4}, {"params": head_params, "lr": config.learning_rate}],
+        weight_decay=1e-4,
+    )
+    steps_per_epoch = max(1, int(np.ceil(len(train.images) / config.batch_size)))
+    stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
+    scheduler = budget_schedule(optimiser, config.epochs * steps_per_epoch, stopping)
+    step = 0
+    history = []
+    bar = tqdm(range(config.epochs), desc="detector", unit="epoch", disable=not progress)
+    for epoch in bar:
+        network.train()
+        for module in frozen:
+            module.eval()
+        order = rng.permutation(len(train.images))
+        losses: Counter = Counter()
+        batches = 0
+        for start in range(0, len(order), config.batch_size):
+            picked = [augment(train.images[i], train.boxes[i], train.labels[i], rng) for i in order[start : start + config.batch_size]]
+            targets = [assign(where, torch.from_numpy(b), torch.from_numpy(lab), config.centre_radius) for _, b, lab in picked]
+            loss = detection_loss(network(to_input_tensor([image for image, _, _ in picked])), targets, where)
+            optimiser.zero_grad()
+            loss["total"].backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
+            optimiser.step()
+            scheduler.step()
+            losses.update({k: float(v.detach()) for k, v in loss.items()})
+            batches += 1
+            step += 1
+            if stopping.out_of_steps(step):
+                break
+        figures = coco_metrics(validation_truths, predict_boxed(network, validation, where, config, class_names), class_names)
+        history.append({"epoch": epoch, **{f"loss_{k}": round(v / batches, 4) for k, v in losses.items()},
+                        "validation_map50": round(figures["map50"], 4), "validation_map50_95": round(figures["map50_95"], 4)})
+        bar.set_postfix(loss=f"{losses['total'] / batches:.3f}", map50=f"{figures['map50']:.3f}", map=f"{figures['map50_95']:.3f}")
+        log.info("epoch", **history[-1])
+        stopping.update(epoch, figures["map50_95"], network)
+        if stopping.should_stop(epoch, step):
+            break
+    assert stopping.best_state is not None
+    network.load_state_dict(stopping.best_state)
+    predictions = predict_boxed(network, validation, where, config, class_names)
+    figures = coco_metrics(validation_truths, predictions, class_names)
+    confidence, f1 = best_confidence(validation_truths, predictions)
+    seconds = stopping.seconds
+    log.info("detector trained", epochs=len(history), best_epoch=stopping.best_epoch, validation_map50=round(figures["map50"], 4),
+             validation_map50_95=round(figures["map50_95"], 4), confidence=confidence, seconds=round(seconds, 1))
+    return save_package(
+        out_dir,
+        "detector",
+        stopping.best_state,
+        input_size=[size, size],
+        preprocessing={
+            **square_input_preprocessing(size),
+            "classes": class_names,
+            "output": "FCOS boxes; confidence = sqrt(class probability x centre-ness); per-class NMS; scaled back to the frame",
+        },
+        config=config.model_dump(mode="json"),
+        thresholds={"confidence": confidence, "nms_iou": config.nms_iou},
+        training_data={
+            "manifest": manifest_path,
+            "train_images": len(train_rows),
+            "validation_images": len(validation_rows),
+            "train_boxes": dict(Counter(b.defect_type for r in train_rows for b in r.boxes)),
+            "epochs_run": len(history),
+            "best_epoch": stopping.best_epoch,
+            "training_seconds": round(seconds, 1),
+        },
+        metrics={
+            "validation_map50": figures["map50"],
+            "validation_map50_95": figures["map50_95"],
+            "validation_ap_per_class": figures["ap_per_class"],
+            "validation_f1_at_confidence": f1,
+            "history": history,
+        },
+    )
