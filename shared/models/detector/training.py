@@ -103,7 +103,8 @@ def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, con
     network.eval()
     predictions: list[list[Box]] = []
     for start in range(0, len(data.images), config.batch_size):
-        outputs = network(to_input_tensor(list(data.images[start : start + config.batch_size])))
+        batch = to_input_tensor(list(data.images[start : start + config.batch_size]))
+        outputs = network(batch.contiguous(memory_format=torch.channels_last))
         for raw in postprocess(outputs, where, config):
             predictions.append([
                 Box(*(float(v) for v in box), defect_type=class_names[int(c)], score=float(s))
@@ -162,7 +163,8 @@ def train_detector(
     validation_truths = validation.truths(class_names)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs)
+    # channels-last: oneDNN's convolutions train ~1.4x faster per image on our CPUs (same math).
+    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs).to(memory_format=torch.channels_last)
     where = locations(size, network.strides)
     frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
     for module in frozen:
@@ -189,7 +191,8 @@ def train_detector(
         for start in range(0, len(order), config.batch_size):
             picked = [augment(train.images[i], train.boxes[i], train.labels[i], rng) for i in order[start : start + config.batch_size]]
             targets = [assign(where, torch.from_numpy(b), torch.from_numpy(lab), config.centre_radius) for _, b, lab in picked]
-            loss = detection_loss(network(to_input_tensor([image for image, _, _ in picked])), targets, where)
+            batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
+            loss = detection_loss(network(batch), targets, where)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
