@@ -33,12 +33,15 @@ def on_product(boxes: Sequence[Box], mask: np.ndarray | None, height: int, width
 
 def detector_regions(boxes: Sequence[Box], detector: Detector, mask: np.ndarray | None, image_shape: tuple[int, ...]) -> list[Region]:
     """Regions of the boxes at or above the detector's deployed confidence, best first."""
-    height, width = image_shape[:2]
-    shown = [b for b in boxes if (b.score or 0.0) >= detector.confidence]
+    return _regions(on_product(boxes, mask, *image_shape[:2]), detector.confidence)
+
+
+def _regions(kept: list[tuple[Box, int, int, int, int]], confidence: float) -> list[Region]:
     return [
         Region(x1=x1, y1=y1, x2=x2, y2=y2, score=float(box.score or 0.0), area_px=(x2 - x1) * (y2 - y1),
                defect_type=box.defect_type, type_confidence=float(box.score or 0.0))
-        for box, x1, y1, x2, y2 in on_product(shown, mask, height, width)
+        for box, x1, y1, x2, y2 in kept
+        if (box.score or 0.0) >= confidence
     ]
 
 
@@ -64,7 +67,7 @@ def detector_only_result(
         decision="anomalous" if score >= threshold else "normal",
         heatmap=heatmap_png(heatmap),
         heatmap_scale=HEATMAP_SCALE,
-        regions=detector_regions(boxes, detector, mask, image_shape),
+        regions=_regions(candidates, threshold),
         model_version=detector.version,
         detector_version=detector.version,
         latency_ms=latency_ms,

@@ -19,7 +19,7 @@ from lineinspect.shared.models.backbone import resize_to, square_input_preproces
 from lineinspect.shared.models.detector.augment import augment
 from lineinspect.shared.models.detector.boxes import Locations, assign, locations
 from lineinspect.shared.models.detector.config import DetectorConfig
-from lineinspect.shared.models.detector.inference import postprocess
+from lineinspect.shared.models.detector.inference import postprocess, to_frame_boxes
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
@@ -105,11 +105,8 @@ def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, con
     for start in range(0, len(data.images), config.batch_size):
         batch = to_input_tensor(list(data.images[start : start + config.batch_size]))
         outputs = network(batch.contiguous(memory_format=torch.channels_last))
-        for raw in postprocess(outputs, where, config):
-            predictions.append([
-                Box(*(float(v) for v in box), defect_type=class_names[int(c)], score=float(s))
-                for box, s, c in zip(raw.boxes, raw.scores, raw.classes)
-            ])
+        size = config.input_size
+        predictions += [to_frame_boxes(raw, class_names, size, size, size) for raw in postprocess(outputs, where, config)]
     return predictions
 
 
