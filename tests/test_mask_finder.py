@@ -17,7 +17,7 @@ from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.evaluation import mask_iou
 from lineinspect.shared.models.mask.inference import WholeFrame, load_mask_finder
-from lineinspect.shared.models.mask.torch_model import iou
+from lineinspect.shared.models.mask.torch_model import MaskNet, iou
 from lineinspect.shared.models.mask.training import train_mask
 
 pytestmark = pytest.mark.slow
@@ -54,6 +54,32 @@ def test_package_round_trip_gives_identical_masks(package_dir: Path) -> None:
     first, second = load_mask_finder(package_dir), load_mask_finder(package_dir)
     assert np.array_equal(first.predict([sample.image])[0].mask, second.predict([sample.image])[0].mask)
     assert first.version == second.version
+
+
+@pytest.mark.parametrize(
+    ("decoder_channels", "upsampling", "size"),
+    [((64, 48, 32), "subpixel", 96), ((96, 64, 48, 32), "bilinear", 96), ((64, 48, 32), "subpixel", 100), ((64,), "subpixel", 64)],
+)
+def test_the_head_returns_logits_at_input_size_from_any_decoder_depth(
+    decoder_channels: tuple[int, ...], upsampling: str, size: int
+) -> None:
+    network = MaskNet(decoder_channels, upsampling, pretrained=False).eval()
+    with torch.inference_mode():
+        assert network(torch.zeros(2, 3, size, size)).shape == (2, 1, size, size)
+
+
+def test_a_package_saved_before_the_subpixel_head_still_loads(rows: list[ManifestRow], tmp_path: Path) -> None:
+    """Older packages were a four-stage decoder with a bilinear head and did not record
+    `upsampling`; they load as what they were."""
+    config = CONFIG.model_copy(update={"decoder_channels": (96, 64, 48, 32), "upsampling": "bilinear"})
+    train_mask(rows, tmp_path / "old", config, progress=False, max_steps=2)
+    manifest_path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["upsampling"]
+    manifest_path.write_text(json.dumps(manifest))
+    finder = load_mask_finder(tmp_path / "old")
+    assert finder.config.upsampling == "bilinear" and finder.config.decoder_channels == (96, 64, 48, 32)
+    assert finder.predict([np.zeros((96, 96, 3), np.uint8)])[0].mask.shape == (96, 96)
 
 
 def test_whole_frame_mode_needs_no_model() -> None:

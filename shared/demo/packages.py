@@ -37,8 +37,8 @@ class DemoTraining:
     max_steps: int | None = None
 
     @property
-    def key(self) -> str:  # v3: anomaly packages carry their drift reference
-        return f"v3-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
+    def key(self) -> str:  # v4: the mask finder's sub-pixel head (v3: anomaly packages carry a drift reference)
+        return f"v4-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
 
 
 STANDARD = DemoTraining()
@@ -68,7 +68,7 @@ def demo_packages(cache: Path, training: DemoTraining = STANDARD, progress: bool
     manifest = synthesize_dataset(data, list(DEMO_IMAGE_TYPES), training.images_per_type, seed=0, size=training.size)
     rows = split_rows(read_manifest(manifest), SplitPlan(0.7, calibration_fraction=0.5), seed=0)
 
-    mask = MaskConfig(input_size=training.mask_input_size, decoder_channels=(64, 48, 32), max_minutes=training.mask_minutes)
+    mask = MaskConfig(input_size=training.mask_input_size, max_minutes=training.mask_minutes)
     train_mask(rows, folder / "mask", mask, progress=progress, manifest_path=str(manifest), max_steps=training.max_steps)
     reviewer = ReviewerConfig(max_minutes=training.reviewer_minutes, samples_per_epoch=1024)
     train_reviewer(rows, folder / "reviewer", reviewer, progress=progress, manifest_path=str(manifest),

@@ -1,14 +1,23 @@
 """Settings of the mask finder, recorded in each package."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+Upsampling = Literal["subpixel", "bilinear"]
 
 
 class MaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_size: int = Field(192, ge=64, le=1024, description="Frames are resized to this square size (pixels).")
-    decoder_channels: tuple[int, ...] = Field((96, 64, 48, 32), description="Decoder widths from stride 16 up to stride 2.")
-    epochs: int = Field(40, ge=1, description="Most passes over the training images.")
+    decoder_channels: tuple[int, ...] = Field(
+        (96, 64, 48), description="Decoder widths from stride 16 upwards: 3 stages end at stride 4, 4 at stride 2."
+    )
+    upsampling: Upsampling = Field(
+        "subpixel", description="From the last decoder stage to full size: 'subpixel' (learnt per pixel) or 'bilinear'."
+    )
+    epochs: int = Field(60, ge=1, description="Most passes over the training images.")
     patience: int = Field(8, ge=1, description="Stop after this many epochs without a better validation IoU.")
     max_minutes: float = Field(15.0, gt=0, description="Stop training after this long, keeping the best epoch.")
     batch_size: int = Field(16, ge=1, description="Frames per training step (inference batches are set where the model runs).")

@@ -19,6 +19,8 @@ WHOLE_FRAME = "whole_frame"
 # Frames per forward pass at inference. On 2 cores, 4-8 frames ran faster per frame than 16
 # (the expanded early feature maps of a larger batch outgrow the CPU caches).
 INFERENCE_BATCH_SIZE = 8
+# What a package saved before `upsampling` was a setting was built with.
+PACKAGES_BEFORE_SUBPIXEL = {"upsampling": "bilinear", "decoder_channels": (96, 64, 48, 32)}
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ class MaskFinder:
     def from_package(cls, package: ModelPackage | str | Path) -> "MaskFinder":
         if not isinstance(package, ModelPackage):
             package = load_package(package, expected_kind="mask")
-        config = MaskConfig.model_validate(package.manifest.config)
-        network = MaskNet(config.decoder_channels, pretrained=False)
+        config = MaskConfig.model_validate({**PACKAGES_BEFORE_SUBPIXEL, **package.manifest.config})
+        network = MaskNet(config.decoder_channels, config.upsampling, pretrained=False)
         network.load_state_dict(package.tensors, strict=True)
         return cls(config, network, package.manifest.version)
 

@@ -51,7 +51,7 @@ def train_mask(
     val_images, val_masks = load_pairs(validation_rows, size)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    network = MaskNet(config.decoder_channels)
+    network = MaskNet(config.decoder_channels, config.upsampling)
     frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
     for module in frozen:
         module.requires_grad_(False)
