@@ -11,7 +11,7 @@ Figures, all from one run:
 - `replicas_2_frames_per_second`: throughput again with a second member of the slowest
   stage (the one with the most model time per frame in the direct run).
 
-    python bench/pipeline.py --json P.json [--packages DIR] [--frames 300] [--threads 1]
+    python bench/pipeline.py --json P.json [--packages DIR] [--frames 300] [--threads 1] [--encoding png|jpeg]
 
 Without --packages the demo's models are used (trained once, as `lineinspect demo` does).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 import torch
 
-from lineinspect.services.camera.publisher import Camera, Publisher
+from lineinspect.services.camera.publisher import Camera, Encoding, Publisher
 from lineinspect.services.camera.sources import Shot, synthetic_shots
 from lineinspect.shared.config import get_settings
 from lineinspect.shared.demo.packages import DEMO_IMAGE_TYPES, STANDARD, demo_packages
@@ -88,12 +88,12 @@ def direct_rate(packages: Path, shots: list[Shot]) -> tuple[float, dict[str, flo
     return len(shots) / seconds, {name: value / len(shots) for name, value in spent.items()}
 
 
-def line_run(stack: LineStack, shots: list[Shot], fps: float | None) -> dict:
+def line_run(stack: LineStack, shots: list[Shot], fps: float | None, encoding: Encoding = "png") -> dict:
     run = LineRun()
     collector = VerdictCollector(stack.settings, run)
     collector.start()
     producer = make_producer(stack.settings, "bench-camera")
-    publisher = Publisher(producer, Topics(stack.settings.topic_prefix).frames, stack.settings.line_id)
+    publisher = Publisher(producer, Topics(stack.settings.topic_prefix).frames, stack.settings.line_id, encoding=encoding)
     by_camera: dict[int, list[Shot]] = {i: shots[i::CAMERAS] for i in range(CAMERAS)}
     cameras = [Camera(f"cam-{i + 1}", iter(by_camera[i])) for i in range(CAMERAS)]
     started = time.monotonic()
@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--latency-frames", type=int, default=150, help="frames of the latency run")
     parser.add_argument("--latency-fps", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per stage process")
+    parser.add_argument("--encoding", choices=["png", "jpeg"], default="png",
+                        help="how the camera encodes frames (jpeg: quality 90, ~7x smaller than png here)")
     args = parser.parse_args()
     configure_logging(level="WARNING")
     packages = (args.packages or demo_packages(Path.home() / ".cache" / "lineinspect" / "demo", STANDARD)).resolve()
@@ -139,18 +141,19 @@ def main() -> None:
         "packages": packages, "session_timeout_ms": 2000, "topic_prefix": f"bench{os.getpid()}.",
     })
     figures: dict[str, object] = {"machine": machine(), "torch_threads_direct": torch.get_num_threads(),
-                                  "stage_threads": args.threads, "packages": str(packages), "frames": args.frames}
+                                  "stage_threads": args.threads, "packages": str(packages), "frames": args.frames,
+                                  "encoding": args.encoding}
     with LineStack(settings, log_dir=Path(tempfile.mkdtemp(prefix="bench-pipeline-"))) as stack:
         stack.start_infrastructure(embedded_broker=True, embedded_redis="LINEINSPECT_REDIS_URL" not in os.environ)
         ensure_topics(stack.settings)
         stack.start_stages(threads=args.threads)
         wait_ready(stack, {"mask_finder": 1, "anomaly": 1, "reviewer": 1})
-        line_run(stack, make_shots(2 * BATCH), None)  # warm-up: first batches pay for lazy init
-        saturated = line_run(stack, shots, None)
-        latency = line_run(stack, make_shots(args.latency_frames), args.latency_fps)
+        line_run(stack, make_shots(2 * BATCH), None, args.encoding)  # warm-up: first batches pay for lazy init
+        saturated = line_run(stack, shots, None, args.encoding)
+        latency = line_run(stack, make_shots(args.latency_frames), args.latency_fps, args.encoding)
         stack.start_stage(slowest, threads=args.threads)
         wait_ready(stack, {slowest: 2})
-        two = line_run(stack, shots, None)
+        two = line_run(stack, shots, None, args.encoding)
 
     figures.update({
         "direct_frames_per_second": direct_fps,
