@@ -67,6 +67,38 @@ class Lite0Features(nn.Module):
         return tuple(outputs[t] for t in self.taps)
 
 
+# Fine-tuning a head on the pretrained encoder: the stem and first blocks (generic edges and
+# colours at strides 2-4) stay as ImageNet trained them; the rest learns at a quarter rate.
+FROZEN_BLOCKS = 3
+ENCODER_LR_SHARE = 0.25
+
+
+class EncoderFineTuning:
+    """AdamW over a network with a Lite0 `encoder` attribute: its stem and first
+    `FROZEN_BLOCKS` blocks frozen, the rest of the encoder at `ENCODER_LR_SHARE` of the
+    learning rate, everything else (decoder, heads) at the full rate."""
+
+    def __init__(self, network: nn.Module, learning_rate: float, weight_decay: float = 1e-4) -> None:
+        encoder = network.encoder
+        self.network = network
+        self.frozen: list[nn.Module] = [encoder.stem, *encoder.blocks[:FROZEN_BLOCKS]]
+        for module in self.frozen:
+            module.requires_grad_(False)
+        self.learning_rates = [learning_rate * ENCODER_LR_SHARE, learning_rate]
+        encoder_params = [p for p in encoder.parameters() if p.requires_grad]
+        head_params = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
+        self.optimiser = torch.optim.AdamW(
+            [{"params": encoder_params, "lr": self.learning_rates[0]}, {"params": head_params, "lr": self.learning_rates[1]}],
+            weight_decay=weight_decay,
+        )
+
+    def train_mode(self) -> None:
+        """The network in training mode, its frozen part in eval mode (batch-norm statistics kept)."""
+        self.network.train()
+        for module in self.frozen:
+            module.eval()
+
+
 def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     """The module traced, frozen and optimised for CPU inference.
 

@@ -15,7 +15,7 @@ from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image
 from lineinspect.shared.logs import get_logger
-from lineinspect.shared.models.backbone import resize_to, square_input_preprocessing, to_input_tensor
+from lineinspect.shared.models.backbone import EncoderFineTuning, resize_to, square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.detector.augment import augment
 from lineinspect.shared.models.detector.boxes import Locations, assign, locations
 from lineinspect.shared.models.detector.config import DetectorConfig
@@ -25,8 +25,6 @@ from lineinspect.shared.models.detector.torch_model import DetectorNet, detectio
 from lineinspect.shared.models.package import ModelPackage, save_package
 from lineinspect.shared.models.schedule import EarlyStopping
 
-# Frozen during training: the stem and first blocks (generic edges; saves backward time).
-FROZEN_BLOCKS = 3
 GRADIENT_CLIP = 10.0
 CONFIDENCE_GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
@@ -163,15 +161,8 @@ def train_detector(
     # channels-last: oneDNN's convolutions train ~1.4x faster per image on our CPUs (same math).
     network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs).to(memory_format=torch.channels_last)
     where = locations(size, network.strides)
-    frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
-    for module in frozen:
-        module.requires_grad_(False)
-    encoder_params = [p for p in network.encoder.parameters() if p.requires_grad]
-    head_params = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
-    optimiser = torch.optim.AdamW(
-        [{"params": encoder_params, "lr": config.learning_rate / 4}, {"params": head_params, "lr": config.learning_rate}],
-        weight_decay=1e-4,
-    )
+    tuning = EncoderFineTuning(network, config.learning_rate)
+    optimiser = tuning.optimiser
     steps_per_epoch = max(1, int(np.ceil(len(train.images) / config.batch_size)))
     stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
     scheduler = budget_schedule(optimiser, config.epochs * steps_per_epoch, stopping)
@@ -179,9 +170,7 @@ def train_detector(
     history = []
     bar = tqdm(range(config.epochs), desc="detector", unit="epoch", disable=not progress)
     for epoch in bar:
-        network.train()
-        for module in frozen:
-            module.eval()
+        tuning.train_mode()
         order = rng.permutation(len(train.images))
         losses: Counter = Counter()
         batches = 0

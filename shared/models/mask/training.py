@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.logs import get_logger
-from lineinspect.shared.models.backbone import square_input_preprocessing, to_input_tensor
+from lineinspect.shared.models.backbone import EncoderFineTuning, square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.evaluation import iou_table
@@ -19,9 +19,6 @@ from lineinspect.shared.models.mask.pairs import load_pairs, split_for_training
 from lineinspect.shared.models.mask.torch_model import MaskNet, iou, mask_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
 from lineinspect.shared.models.schedule import EarlyStopping, one_cycle
-
-# Frozen during training: the stem and first blocks (generic edges; saves backward time).
-FROZEN_BLOCKS = 3
 
 
 @torch.inference_mode()
@@ -52,27 +49,16 @@ def train_mask(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     network = MaskNet(config.decoder_channels, config.upsampling)
-    frozen = [network.encoder.stem, *network.encoder.blocks[:FROZEN_BLOCKS]]
-    for module in frozen:
-        module.requires_grad_(False)
-    encoder_params = [p for p in network.encoder.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": config.learning_rate / 4},
-            {"params": [*network.decoder.parameters(), *network.head.parameters()], "lr": config.learning_rate},
-        ],
-        weight_decay=1e-4,
-    )
+    tuning = EncoderFineTuning(network, config.learning_rate)
+    optimiser = tuning.optimiser
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / config.batch_size)))
-    scheduler = one_cycle(optimiser, [config.learning_rate / 4, config.learning_rate], config.epochs * steps_per_epoch)
+    scheduler = one_cycle(optimiser, tuning.learning_rates, config.epochs * steps_per_epoch)
     stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
     step = 0
     history = []
     bar = tqdm(range(config.epochs), desc="mask finder", unit="epoch", disable=not progress)
     for epoch in bar:
-        network.train()
-        for module in frozen:
-            module.eval()
+        tuning.train_mode()
         order = rng.permutation(len(train_images))
         losses = []
         for start in range(0, len(order), config.batch_size):
