@@ -60,7 +60,7 @@ def main() -> None:
     def backbone() -> None:
         with torch.inference_mode():
             for start in range(0, len(images), batch):
-                prepared = [prepare_image(image, model.config.input_size) for image in images[start : start + batch]]
+                prepared = [prepare_image(image, model.config) for image in images[start : start + batch]]
                 model.extractor(to_input_tensor(prepared))
 
     figures = {

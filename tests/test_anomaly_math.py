@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.calibration import f1_optimal_threshold, normal_quantile_threshold
 from lineinspect.shared.models.anomaly.inference import ReferenceLevels, whole_product_region
 from lineinspect.shared.models.anomaly.metrics import PixelAuroc
@@ -119,3 +120,16 @@ def test_whole_product_region_boxes_the_product() -> None:
     region = whole_product_region(mask, 50, 40, 1.3)
     assert (region.x1, region.y1, region.x2, region.y2, region.area_px) == (10, 5, 30, 25, 400)
     assert whole_product_region(None, 50, 40, 1.3).area_px == 2000
+
+
+@pytest.mark.parametrize("height, width", [(300, 600), (620, 230), (256, 256), (100, 1200)])
+def test_keep_aspect_input_keeps_the_ratio_and_about_the_pixel_count(height: int, width: int) -> None:
+    config = AnomalyConfig(input_size=224)
+    h, w = config.input_shape(height, width)
+    assert h % 32 == 0 and w % 32 == 0
+    assert abs(np.log((w / h) / (width / height))) < 0.25
+    assert 0.6 < h * w / 224**2 < 1.5
+
+
+def test_square_input_ignores_the_ratio() -> None:
+    assert AnomalyConfig(input_size=160, resize="square").input_shape(300, 600) == (160, 160)

@@ -124,6 +124,31 @@ def test_package_round_trip_gives_identical_scores(model: AnomalyModel, package_
     assert again.version == model.version and again.threshold == model.threshold
 
 
+def test_frames_of_several_shapes_score_as_they_would_alone(model: AnomalyModel) -> None:
+    clean, dirty = planted(8, "spot")
+    tall = dirty.image[:, : SIZE * 2 // 3]
+    wide = np.concatenate([clean.image, dirty.image], axis=1)
+    together = model.predict([clean.image, tall, wide, dirty.image])
+    alone = [model.predict([image])[0] for image in (clean.image, tall, wide, dirty.image)]
+    for mixed, single, image in zip(together, alone, (clean.image, tall, wide, dirty.image)):
+        assert mixed.heatmap.shape == image.shape[:2]
+        assert mixed.score == pytest.approx(single.score, rel=1e-5)
+
+
+def test_a_package_saved_before_keep_aspect_loads_as_square(package_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(package_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["config"]["resize"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    old = AnomalyModel.from_package(copy)
+    assert old.config.resize == "square" and old.config.input_shape(100, 300) == (old.config.input_size,) * 2
+    clean, _ = planted(9, "spot")
+    assert old.predict([clean.image[:, :120]])[0].heatmap.shape == (SIZE, 120)
+
+
 def test_a_tampered_package_is_refused(package_dir: Path, tmp_path: Path) -> None:
     import shutil
 

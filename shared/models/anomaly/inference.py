@@ -19,6 +19,8 @@ from lineinspect.shared.models.package import ModelPackage, load_package
 
 UNKNOWN_TYPE = "unknown"
 TYPE_NEIGHBOURS = 5
+# What a package saved before `resize` was a setting was built with.
+PACKAGES_BEFORE_KEEP_ASPECT = {"resize": "square"}
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,31 @@ def whole_product_region(product_mask: np.ndarray | None, width: int, height: in
     )
 
 
-def prepare_image(image: np.ndarray, size: int, product_mask: np.ndarray | None = None) -> np.ndarray:
-    """Any-sized BGR image -> (size, size) BGR image the backbone sees. With a product mask,
-    the background is painted over first (in training and inference alike), so clutter
-    behind the product cannot leak into the product's patch features."""
+def prepare_image(image: np.ndarray, config: AnomalyConfig, product_mask: np.ndarray | None = None) -> np.ndarray:
+    """Any-sized BGR image -> the BGR image the backbone sees (`AnomalyConfig.input_shape`).
+    With a product mask, the background is painted over first (in training and inference
+    alike), so clutter behind the product cannot leak into the product's patch features."""
     if product_mask is not None:
         image = np.where(product_mask[..., None], image, BACKGROUND_FILL)
-    return resize_to(image, size, size)
+    return resize_to(image, *config.input_shape(*image.shape[:2]))
+
+
+def batch_by_shape(
+    extractor: torch.nn.Module, prepared: Sequence[np.ndarray]
+) -> list[torch.Tensor]:
+    """Patch features (D, h, w) of each prepared image, in order. Images of one shape go
+    through the backbone as one batch; a line's frames usually share one shape, while a
+    data set of cut parts can have many."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(prepared):
+        groups.setdefault(image.shape, []).append(index)
+    out: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
+    with torch.inference_mode():
+        for members in groups.values():
+            features = extractor(to_input_tensor([prepared[i] for i in members]))
+            for index, feature in zip(members, features):
+                out[index] = feature
+    return out
 
 
 def region_descriptor(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -134,7 +154,7 @@ class AnomalyModel:
         if not isinstance(package, ModelPackage):
             package = load_package(package, expected_kind="anomaly")
         manifest = package.manifest
-        settings = dict(manifest.config)
+        settings = {**PACKAGES_BEFORE_KEEP_ASPECT, **manifest.config}
         labels = list(settings.pop("defect_type_labels", []))
         config = AnomalyConfig.model_validate(settings)
         tensors = package.tensors
@@ -158,22 +178,24 @@ class AnomalyModel:
         return clone
 
     # ---- scoring -------------------------------------------------------------------------
-    @torch.inference_mode()
-    def patch_features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(N, D, h, w) patch features of images already at input size."""
-        return self.extractor(to_input_tensor(images))
+    def patch_features(self, prepared: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Patch features (D, h, w) of each image already prepared by `prepare_image`."""
+        return batch_by_shape(self.extractor, prepared)
 
     @torch.inference_mode()
     def score_maps(
         self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Smoothed raw anomaly maps at input size (N, S, S) and the patch features."""
-        prepared = [prepare_image(image, self.config.input_size, mask) for image, mask in zip(images, product_masks)]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Smoothed raw anomaly maps at the backbone's input size (H, W) and the patch
+        features (D, h, w), one of each per image."""
+        prepared = [prepare_image(image, self.config, mask) for image, mask in zip(images, product_masks)]
         features = self.patch_features(prepared)
-        n, d, h, w = features.shape
-        queries = features.permute(0, 2, 3, 1).reshape(-1, d)
-        patch_scores = self.search.distances(queries).reshape(n, h, w)
-        maps = anomaly_maps(patch_scores, self.config.input_size, self.config.blur_sigma)
+        queries = torch.cat([f.flatten(1).T for f in features])
+        distances = self.search.distances(queries).split([f.shape[1] * f.shape[2] for f in features])
+        maps = [
+            anomaly_maps(d.reshape(1, *f.shape[1:]), image.shape[:2], self.config.blur_sigma)[0]
+            for d, f, image in zip(distances, features, prepared)
+        ]
         return maps, features
 
     def predict(

