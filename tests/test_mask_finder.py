@@ -17,7 +17,7 @@ from lineinspect.shared.models.mask.augment import augment
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.evaluation import mask_iou
 from lineinspect.shared.models.mask.inference import WholeFrame, load_mask_finder
-from lineinspect.shared.models.mask.torch_model import MaskNet, iou
+from lineinspect.shared.models.mask.torch_model import MaskNet, iou, lovasz_hinge
 from lineinspect.shared.models.mask.training import train_mask
 
 pytestmark = pytest.mark.slow
@@ -109,6 +109,20 @@ def test_iou_of_bool_masks() -> None:
     a[0, :2] = True
     b[0, :1] = True
     assert iou(a, b).tolist() == [0.5, 1.0]
+
+
+def test_lovasz_hinge_is_zero_for_confident_right_masks_and_grows_with_wrong_pixels() -> None:
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1.0
+    right = (target * 2 - 1) * 3.0
+    assert float(lovasz_hinge(right, target)) == 0.0
+    assert float(lovasz_hinge(torch.zeros_like(target), target)) == pytest.approx(1.0)
+    losses = []
+    for wrong_rows in (1, 2, 4):
+        logits = right.clone()
+        logits[..., 4 : 4 + wrong_rows, 4:12] = -3.0  # product pixels called background
+        losses.append(float(lovasz_hinge(logits, target)))
+    assert 0.0 < losses[0] < losses[1] < losses[2]
 
 
 def test_train_and_evaluate_masks_from_the_command_line(cli, rows: list[ManifestRow], tmp_path: Path) -> None:
