@@ -37,8 +37,10 @@ class DemoTraining:
     max_steps: int | None = None
 
     @property
-    def key(self) -> str:  # v4: the mask finder's sub-pixel head (v3: anomaly packages carry a drift reference)
-        return f"v4-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
+    def key(self) -> str:
+        # v5: the mask finder trains on BCE + Lovasz hinge, the anomaly model keeps aspect ratios;
+        # v4: the mask finder's sub-pixel head; v3: anomaly packages carry a drift reference.
+        return f"v5-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
 
 
 STANDARD = DemoTraining()

@@ -18,7 +18,13 @@ class MaskConfig(BaseModel):
         "subpixel", description="From the last decoder stage to full size: 'subpixel' (learnt per pixel) or 'bilinear'."
     )
     epochs: int = Field(60, ge=1, description="Most passes over the training images.")
-    patience: int = Field(8, ge=1, description="Stop after this many epochs without a better validation IoU.")
+    patience: int = Field(
+        15, ge=1,
+        description=(
+            "Stop after this many epochs without a better validation IoU. Under the one-cycle learning rate the IoU "
+            "can stall for several epochs while the rate is high; 8 stopped a demo training at epoch 18 of 60."
+        ),
+    )
     max_minutes: float = Field(15.0, gt=0, description="Stop training after this long, keeping the best epoch.")
     batch_size: int = Field(16, ge=1, description="Frames per training step (inference batches are set where the model runs).")
     learning_rate: float = Field(2e-3, gt=0, description="Decoder learning rate; the pretrained encoder gets a quarter.")

@@ -84,22 +84,20 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     images of the batch. Each image's hinge errors are sorted, worst first, and weighted by how
     much each one adds to the Jaccard loss, so training spends its effort on the pixels that
     cost IoU: along the product's edge."""
-    losses = []
-    for image_logits, image_target in zip(logits.flatten(1), target.flatten(1)):
-        errors = 1.0 - image_logits * (2.0 * image_target - 1.0)
-        errors, order = torch.sort(errors, descending=True)
-        truth = image_target[order]
-        total = truth.sum()
-        jaccard = 1.0 - (total - truth.cumsum(0)) / (total + (1.0 - truth).cumsum(0))
-        jaccard = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
-        losses.append(torch.dot(F.relu(errors), jaccard))
-    return torch.stack(losses).mean()
+    logits, target = logits.flatten(1), target.flatten(1)
+    errors, order = torch.sort(1.0 - logits * (2.0 * target - 1.0), dim=1, descending=True)
+    truth = target.gather(1, order)
+    total = truth.sum(dim=1, keepdim=True)
+    jaccard = 1.0 - (total - truth.cumsum(1)) / (total + (1.0 - truth).cumsum(1))
+    jaccard = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (F.relu(errors) * jaccard).sum(dim=1).mean()
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus the Lovasz hinge on IoU. Against BCE plus soft Dice it raised
-    the test IoU of every image type of bench/mask_accuracy.py (bracket 0.969 -> 0.973,
-    hazelnut 0.966 -> 0.968) in fewer epochs."""
+    """Binary cross-entropy plus the Lovasz hinge on IoU. Against BCE plus soft Dice, on
+    bench/mask_accuracy.py's data, it raised the test IoU of brackets 0.969 -> 0.973, hazelnuts
+    0.966 -> 0.968 and plates 0.986 -> 0.988 (discs 0.993 either way), and early stopping
+    ended training after 39 of 60 epochs."""
     return F.binary_cross_entropy_with_logits(logits, target) + lovasz_hinge(logits, target)
 
 
