@@ -94,18 +94,23 @@ def prepare_image(image: np.ndarray, config: AnomalyConfig, product_mask: np.nda
     return resize_to(image, *config.input_shape(*image.shape[:2]))
 
 
+def indices_by_shape(arrays: Sequence[np.ndarray | torch.Tensor]) -> list[list[int]]:
+    """Indices of the arrays grouped by shape, groups in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, array in enumerate(arrays):
+        groups.setdefault(tuple(array.shape), []).append(index)
+    return list(groups.values())
+
+
 def batch_by_shape(
     extractor: torch.nn.Module, prepared: Sequence[np.ndarray]
 ) -> list[torch.Tensor]:
     """Patch features (D, h, w) of each prepared image, in order. Images of one shape go
     through the backbone as one batch; a line's frames usually share one shape, while a
     data set of cut parts can have many."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, image in enumerate(prepared):
-        groups.setdefault(image.shape, []).append(index)
     out: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
     with torch.inference_mode():
-        for members in groups.values():
+        for members in indices_by_shape(prepared):
             features = extractor(to_input_tensor([prepared[i] for i in members]))
             for index, feature in zip(members, features):
                 out[index] = feature

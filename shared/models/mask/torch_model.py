@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lineinspect.shared.models.backbone import Lite0Features
+from lineinspect.shared.models.backbone import BLOCK_STRIDES, Lite0Features
 from lineinspect.shared.models.mask.config import Upsampling
 
 # Encoder blocks whose outputs feed the decoder: strides 2, 4, 8, 16, 32.
 SKIP_TAPS = (0, 2, 4, 10, 15)
-SKIP_STRIDES = (2, 4, 8, 16, 32)
+SKIP_STRIDES = tuple(BLOCK_STRIDES[tap] for tap in SKIP_TAPS)
 
 
 class DecoderStage(nn.Module):
