@@ -23,7 +23,6 @@ from lineinspect.shared.datasets.synth.dataset import sample_rng
 from lineinspect.shared.logs import configure_logging
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, prepare_image
 from lineinspect.shared.models.anomaly.training import train_anomaly
-from lineinspect.shared.models.backbone import to_input_tensor
 from common import machine, print_figures, timed_rate
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
@@ -57,11 +56,9 @@ def main() -> None:
     def whole_frame() -> None:
         model.predict(images)
 
-    def backbone() -> None:
-        with torch.inference_mode():
-            for start in range(0, len(images), batch):
-                prepared = [prepare_image(image, model.config) for image in images[start : start + batch]]
-                model.extractor(to_input_tensor(prepared))
+    def backbone() -> None:  # batched as predict batches it
+        for start in range(0, len(images), batch):
+            model.patch_features([prepare_image(image, model.config) for image in images[start : start + batch]])
 
     figures = {
         "images_per_second": timed_rate(full, len(images)),

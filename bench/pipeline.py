@@ -9,7 +9,10 @@ Figures, all from one run:
 - `overhead_ratio` = frames_per_second / direct_frames_per_second;
 - `p50_ms`, `p99_ms`: end-to-end latency (published -> verdict) at `--latency-fps` (10);
 - `replicas_2_frames_per_second`: throughput again with a second member of the slowest
-  stage (the one with the most model time per frame in the direct run).
+  stage (the one with the most model time per frame in the direct run);
+- `cpu_ms_per_frame`: CPU time of each process of the line over the saturated run, per
+  frame (Linux /proc): each stage, the broker, Redis, and this process (the camera publishing
+  and the verdict collector); with 2 cores, their sum bounds the line at 2000 / sum frames/s.
 
     python bench/pipeline.py --json P.json [--packages DIR] [--frames 300] [--threads 1] [--encoding png|jpeg]
 
@@ -18,19 +21,22 @@ Without --packages the demo's models are used (trained once, as `lineinspect dem
 
 import argparse
 import os
+import resource
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import redis
 import torch
 
-from lineinspect.services.camera.publisher import Camera, Encoding, Publisher
+from lineinspect.services.camera.publisher import JPEG_QUALITY, Camera, Encoding, Publisher
 from lineinspect.services.camera.sources import Shot, synthetic_shots
 from lineinspect.shared.config import get_settings
 from lineinspect.shared.demo.packages import DEMO_IMAGE_TYPES, STANDARD, demo_packages
 from lineinspect.shared.demo.summary import LineRun, VerdictCollector
 from lineinspect.shared.line.routing import DEFAULT_ROUTE, read_routing, resolve
+from lineinspect.shared.images import encode_jpeg, encode_png
 from lineinspect.shared.logs import configure_logging
 from lineinspect.shared.models.anomaly.inference import AnomalyModel
 from lineinspect.shared.models.mask.inference import load_mask_finder
@@ -45,9 +51,14 @@ CAMERAS = 8  # more cameras than partitions, so every partition (and replica) ge
 BATCH = 8
 
 
-def make_shots(count: int) -> list[Shot]:
+def make_shots(count: int, encoding: Encoding = "png") -> list[Shot]:
+    """Generated frames, already encoded as the camera sends them: cameras encode on their own
+    hardware, so the line's 2 cores only publish the bytes (as `publish` does for a folder of
+    PNG files)."""
     streams = [synthetic_shots(DEMO_IMAGE_TYPES[i % 3], seed=5000 + i, size=256) for i in range(CAMERAS)]
-    return [next(streams[i % CAMERAS]) for i in range(count)]
+    shots = [next(streams[i % CAMERAS]) for i in range(count)]
+    encode = encode_png if encoding == "png" else lambda image: encode_jpeg(image, JPEG_QUALITY)
+    return [replace(shot, encoded=encode(shot.image)) for shot in shots]
 
 
 def direct_rate(packages: Path, shots: list[Shot]) -> tuple[float, dict[str, float]]:
@@ -88,8 +99,31 @@ def direct_rate(packages: Path, shots: list[Shot]) -> tuple[float, dict[str, flo
     return len(shots) / seconds, {name: value / len(shots) for name, value in spent.items()}
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def line_cpu_seconds(stack: LineStack) -> dict[str, float]:
+    """CPU seconds so far of each process of the line, by component."""
+    spent: dict[str, float] = {}
+    for stage in stack.stages:
+        spent[stage.stage] = spent.get(stage.stage, 0.0) + process_cpu_seconds(stage.pid)
+    for name, server in (("broker", stack.broker), ("redis", stack.redis)):
+        if server is not None and server.process is not None:
+            spent[name] = process_cpu_seconds(server.process.pid)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    spent["camera_and_collector"] = usage.ru_utime + usage.ru_stime
+    return spent
+
+
 def line_run(stack: LineStack, shots: list[Shot], fps: float | None, encoding: Encoding = "png") -> dict:
     run = LineRun()
+    cpu_before = line_cpu_seconds(stack)
     collector = VerdictCollector(stack.settings, run)
     collector.start()
     producer = make_producer(stack.settings, "bench-camera")
@@ -104,7 +138,13 @@ def line_run(stack: LineStack, shots: list[Shot], fps: float | None, encoding: E
         stack.check_stages()
         time.sleep(0.1)
     collector.stop()
-    return run.summary(started, time.monotonic())
+    summary = run.summary(started, time.monotonic())
+    cpu_after = line_cpu_seconds(stack)
+    frames = max(1, summary["verdicts"])
+    summary["cpu_ms_per_frame"] = {
+        name: round((cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / frames, 2) for name in cpu_after
+    }
+    return summary
 
 
 def wait_ready(stack: LineStack, expected: dict[str, int]) -> None:
@@ -133,7 +173,7 @@ def main() -> None:
     configure_logging(level="WARNING")
     packages = (args.packages or demo_packages(Path.home() / ".cache" / "lineinspect" / "demo", STANDARD)).resolve()
 
-    shots = make_shots(args.frames)
+    shots = make_shots(args.frames, args.encoding)
     direct_fps, per_frame = direct_rate(packages, shots)
     slowest = max(per_frame, key=per_frame.get)
 
@@ -148,9 +188,9 @@ def main() -> None:
         ensure_topics(stack.settings)
         stack.start_stages(threads=args.threads)
         wait_ready(stack, {"mask_finder": 1, "anomaly": 1, "reviewer": 1})
-        line_run(stack, make_shots(2 * BATCH), None, args.encoding)  # warm-up: first batches pay for lazy init
+        line_run(stack, make_shots(2 * BATCH, args.encoding), None, args.encoding)  # warm-up: first batches pay for lazy init
         saturated = line_run(stack, shots, None, args.encoding)
-        latency = line_run(stack, make_shots(args.latency_frames), args.latency_fps, args.encoding)
+        latency = line_run(stack, make_shots(args.latency_frames, args.encoding), args.latency_fps, args.encoding)
         stack.start_stage(slowest, threads=args.threads)
         wait_ready(stack, {slowest: 2})
         two = line_run(stack, shots, None, args.encoding)
@@ -160,6 +200,8 @@ def main() -> None:
         **{f"direct_ms_per_frame_{name}": value * 1000 for name, value in per_frame.items()},
         "frames_per_second": saturated["frames_per_second"],
         "overhead_ratio": saturated["frames_per_second"] / direct_fps,
+        "cpu_ms_per_frame": saturated["cpu_ms_per_frame"],
+        "cpu_ms_per_frame_total": round(sum(saturated["cpu_ms_per_frame"].values()), 2),
         "saturated_p50_ms": saturated["p50_ms"],
         "latency_fps": args.latency_fps,
         "p50_ms": latency["p50_ms"],

@@ -71,6 +71,15 @@ def decode_mask(data: bytes, what: str = "mask") -> np.ndarray:
     return mask > 127
 
 
+def encoded_format(data: bytes) -> str | None:
+    """"png" or "jpeg" when `data` starts like that kind of file, else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    return None
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of a uint8 image or a bool mask (stored as 0/255)."""
     if image.dtype == bool:

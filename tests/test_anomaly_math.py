@@ -1,9 +1,12 @@
 """The math of the anomaly model on its own: coreset selection, nearest-patch search (exact
 and inverted-file), smoothing, region finding and threshold choice."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.calibration import f1_optimal_threshold, normal_quantile_threshold
@@ -71,6 +74,19 @@ def test_gaussian_blur_keeps_a_flat_map_flat_and_spreads_a_peak() -> None:
     blurred = gaussian_blur(peak, 2.0)
     assert blurred[0, 16, 16] < 1.0 and blurred[0, 16, 18] > 0
     assert float(blurred.sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_gaussian_blur_is_the_separable_convolution_with_reflected_borders() -> None:
+    maps = torch.rand(2, 40, 56, generator=torch.Generator().manual_seed(3))
+    sigma = 2.5
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    x = F.pad(maps[:, None], (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))[:, 0]
+    assert torch.allclose(gaussian_blur(maps, sigma), x, atol=1e-5)
 
 
 def test_find_regions_returns_every_region_with_its_box_strongest_first() -> None:

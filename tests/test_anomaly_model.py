@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.datasets.split import SplitPlan, split_rows
@@ -15,7 +16,7 @@ from lineinspect.shared.datasets.synth import generate_sample, synthesize_datase
 from lineinspect.shared.datasets.synth.dataset import sample_rng
 from lineinspect.shared.errors import ModelPackageError
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
-from lineinspect.shared.models.anomaly.inference import AnomalyModel
+from lineinspect.shared.models.anomaly.inference import AnomalyModel, batch_by_shape, prepare_image
 from lineinspect.shared.models.anomaly.training import train_anomaly
 from lineinspect.shared.models.package import load_package
 
@@ -133,6 +134,15 @@ def test_frames_of_several_shapes_score_as_they_would_alone(model: AnomalyModel)
     for mixed, single, image in zip(together, alone, (clean.image, tall, wide, dirty.image)):
         assert mixed.heatmap.shape == image.shape[:2]
         assert mixed.score == pytest.approx(single.score, rel=1e-5)
+
+
+def test_backbone_chunks_give_the_features_of_one_batch(model: AnomalyModel) -> None:
+    frames = [planted(i, "spot")[1] for i in (10, 11, 12)]
+    prepared = [prepare_image(f.image, model.config, f.product_mask) for f in frames]
+    one_batch = batch_by_shape(model.extractor, prepared, chunk=len(prepared))
+    chunked = batch_by_shape(model.extractor, prepared, chunk=2)
+    for whole, part in zip(one_batch, chunked):
+        assert torch.allclose(whole, part, atol=1e-4)
 
 
 def test_a_package_saved_before_keep_aspect_loads_as_square(package_dir: Path, tmp_path: Path) -> None:

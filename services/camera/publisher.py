@@ -13,10 +13,11 @@ from kafka import KafkaProducer
 from lineinspect.schemas import Frame
 from lineinspect.services.camera.sources import Shot
 from lineinspect.shared.errors import LineinspectError
-from lineinspect.shared.images import encode_jpeg, encode_png
+from lineinspect.shared.images import encode_jpeg, encode_png, encoded_format
 from lineinspect.shared.logs import get_logger
 
 Encoding = Literal["png", "jpeg"]
+JPEG_QUALITY = 90
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Camera:
 
 class Publisher:
     def __init__(
-        self, producer: KafkaProducer, topic: str, line_id: str, encoding: Encoding = "png", jpeg_quality: int = 90
+        self, producer: KafkaProducer, topic: str, line_id: str, encoding: Encoding = "png", jpeg_quality: int = JPEG_QUALITY
     ) -> None:
         self.producer = producer
         self.topic = topic
@@ -41,7 +42,7 @@ class Publisher:
 
     def frame_for(self, camera_id: str, shot: Shot, sequence: int) -> Frame:
         now = datetime.now(timezone.utc)
-        image = encode_png(shot.image) if self.encoding == "png" else encode_jpeg(shot.image, self.jpeg_quality)
+        image = self.image_bytes(shot)
         return Frame(
             frame_id=f"{camera_id}-{self.run_id}-{sequence:06d}",
             line_id=self.line_id,
@@ -53,6 +54,12 @@ class Publisher:
             image=image,
             metadata={"source": shot.source, **shot.metadata},
         )
+
+    def image_bytes(self, shot: Shot) -> bytes:
+        """The shot's file bytes when they are already in the camera's encoding, else encoded now."""
+        if shot.encoded is not None and encoded_format(shot.encoded) == self.encoding:
+            return shot.encoded
+        return encode_png(shot.image) if self.encoding == "png" else encode_jpeg(shot.image, self.jpeg_quality)
 
     def publish(
         self,

@@ -13,7 +13,7 @@ from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.datasets.synth.dataset import defect_plan, sample_rng
 from lineinspect.shared.datasets.synth.sample import generate_sample
 from lineinspect.shared.errors import LineinspectError
-from lineinspect.shared.images import IMAGE_EXTENSIONS, read_image, read_mask
+from lineinspect.shared.images import IMAGE_EXTENSIONS, encoded_format, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,15 @@ class Shot:
     source: str = ""
     metadata: dict = field(default_factory=dict)
     product_mask: np.ndarray | None = None  # bool, when the true product mask is known (labels)
+    # The image as a PNG or JPEG file already has it: published as it is, when the camera's
+    # encoding matches, instead of encoded again (no CPU, no second JPEG loss).
+    encoded: bytes | None = None
+
+
+def file_bytes(path: Path) -> bytes | None:
+    """The file's bytes when it is a PNG or JPEG a frame can carry as it is (not a BMP)."""
+    data = path.read_bytes()
+    return data if encoded_format(data) is not None else None
 
 
 def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
@@ -33,7 +42,7 @@ def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
     if not paths:
         raise LineinspectError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     for path in paths:
-        yield Shot(read_image(path), image_type, source=str(path))
+        yield Shot(read_image(path), image_type, source=str(path), encoded=file_bytes(path))
 
 
 def video_shots(path: Path, image_type: str) -> Iterator[Shot]:
@@ -58,7 +67,7 @@ def manifest_shots(path: Path, split: str | None = None) -> Iterator[Shot]:
         truth = row.label if row.label in ("normal", "anomaly") else None
         metadata = {"defect_type": row.defect_type} if row.defect_type else {}
         yield Shot(read_image(row.path), row.image_type, truth, row.path, metadata,
-                   read_mask(row.product_mask) if row.product_mask else None)
+                   read_mask(row.product_mask) if row.product_mask else None, file_bytes(Path(row.path)))
 
 
 def synthetic_shots(image_type: str, seed: int = 1000, size: int = 256, anomaly_fraction: float = 0.3) -> Iterator[Shot]:
