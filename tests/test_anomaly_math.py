@@ -149,3 +149,14 @@ def test_keep_aspect_input_keeps_the_ratio_and_about_the_pixel_count(height: int
 
 def test_square_input_ignores_the_ratio() -> None:
     assert AnomalyConfig(input_size=160, resize="square").input_shape(300, 600) == (160, 160)
+
+
+def test_model_input_is_imagenet_normalised_rgb_in_channels_first_layout() -> None:
+    from lineinspect.shared.models.backbone import IMAGENET_MEAN, IMAGENET_STD, to_input_tensor
+
+    images = [np.random.default_rng(seed).integers(0, 256, (12, 20, 3), dtype=np.uint8) for seed in (1, 2)]
+    batch = to_input_tensor(images)
+    assert batch.shape == (2, 3, 12, 20) and batch.dtype == torch.float32 and batch.is_contiguous()
+    for image, tensor in zip(images, batch):
+        expected = (image[..., ::-1].astype(np.float64) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        assert np.allclose(tensor.numpy().transpose(1, 2, 0), expected, atol=1e-5)
