@@ -3,7 +3,9 @@ same generated 256 px frames as the three models called directly in one process.
 
 Figures, all from one run:
 - `direct_frames_per_second`: mask finder -> anomaly -> reviewer called in this process, in
-  batches, on the frames (no Kafka, no encoding);
+  batches, on the frames (no Kafka, no encoding); measured before the line starts and after
+  it stops, and averaged, because this machine's speed drifts by 10-30 % over minutes
+  (`direct_frames_per_second_before` / `_after` show by how much);
 - `frames_per_second`: the line's sustained throughput with the camera publishing as fast as
   it can (verdicts / time from the first frame published to the last verdict);
 - `overhead_ratio` = frames_per_second / direct_frames_per_second;
@@ -194,12 +196,15 @@ def main() -> None:
         stack.start_stage(slowest, threads=args.threads)
         wait_ready(stack, {slowest: 2})
         two = line_run(stack, shots, None, args.encoding)
+    direct_after, _ = direct_rate(packages, shots)  # with the line stopped, as the first
 
     figures.update({
-        "direct_frames_per_second": direct_fps,
+        "direct_frames_per_second": (direct_fps + direct_after) / 2,
+        "direct_frames_per_second_before": direct_fps,
+        "direct_frames_per_second_after": direct_after,
         **{f"direct_ms_per_frame_{name}": value * 1000 for name, value in per_frame.items()},
         "frames_per_second": saturated["frames_per_second"],
-        "overhead_ratio": saturated["frames_per_second"] / direct_fps,
+        "overhead_ratio": saturated["frames_per_second"] / ((direct_fps + direct_after) / 2),
         "cpu_ms_per_frame": saturated["cpu_ms_per_frame"],
         "cpu_ms_per_frame_total": round(sum(saturated["cpu_ms_per_frame"].values()), 2),
         "saturated_p50_ms": saturated["p50_ms"],

@@ -142,7 +142,7 @@ class ReviewerStage(FrameStage[Reviewer]):
         # After the broker has the verdicts and before the commit: the cache mirrors the topic.
         self.cache.put([item.result for item in items])
         self.overlays.put([
-            (item.frame, draw_overlay(item.image, item.frame)) for item in items if item.result.decision != "pass"
+            (item.frame, draw_overlay(item.image, item.frame, item.mask)) for item in items if item.result.decision != "pass"
         ])
 
 

@@ -17,8 +17,9 @@ MAX_SIDE = 320
 RECENT = 200
 
 
-def draw_overlay(image: np.ndarray, frame: Frame, max_side: int = MAX_SIDE) -> bytes:
-    """JPEG of `image` (uint8 BGR) with what the line found drawn on it."""
+def draw_overlay(image: np.ndarray, frame: Frame, product_mask: np.ndarray | None = None, max_side: int = MAX_SIDE) -> bytes:
+    """JPEG of `image` (uint8 BGR) with what the line found drawn on it; `product_mask` is the
+    frame's mask when the caller has already decoded it."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -26,19 +27,21 @@ def draw_overlay(image: np.ndarray, frame: Frame, max_side: int = MAX_SIDE) -> b
     if frame.anomaly is not None:
         heat = cv2.imdecode(np.frombuffer(frame.anomaly.heatmap, np.uint8), cv2.IMREAD_GRAYSCALE)
         if heat is not None:
-            heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+            if heat.shape[::-1] != size:
+                heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
             # grey level 255 = heatmap_scale x threshold; weight 0 below half the threshold
-            level = heat * frame.anomaly.heatmap_scale
-            weight = np.clip((level - 0.5) / 0.5, 0.0, 1.0)[..., None] * 0.6
+            level = heat.astype(np.float32) * (frame.anomaly.heatmap_scale / 255.0)
+            weight = np.clip((level - 0.5) / 0.5, 0.0, 1.0) * 0.6
             red = np.zeros_like(picture)
             red[..., 2] = 255
-            picture = (picture * (1 - weight) + red * weight).astype(np.uint8)
+            picture = cv2.blendLinear(picture, red, 1.0 - weight, weight)
         for region in frame.anomaly.regions:
             corner1 = (round(region.x1 * scale), round(region.y1 * scale))
             corner2 = (round(region.x2 * scale) - 1, round(region.y2 * scale) - 1)
             cv2.rectangle(picture, corner1, corner2, (0, 255, 255), 1)
     if frame.mask is not None and frame.mask.mode != WHOLE_FRAME:
-        mask = cv2.resize(decode_mask(frame.mask.mask).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        mask = product_mask if product_mask is not None else decode_mask(frame.mask.mask)
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, (0, 200, 0), 1)
     return encode_jpeg(picture, quality=80)
