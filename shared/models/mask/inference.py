@@ -16,9 +16,10 @@ from lineinspect.shared.models.mask.torch_model import MaskNet
 from lineinspect.shared.models.package import ModelPackage, load_package
 
 WHOLE_FRAME = "whole_frame"
-# Frames per forward pass at inference. On 2 cores, 4-8 frames ran faster per frame than 16
-# (the expanded early feature maps of a larger batch outgrow the CPU caches).
-INFERENCE_BATCH_SIZE = 8
+# Frames per forward pass at inference. Per frame the expanded early feature maps of a larger
+# batch outgrow the CPU caches: on this machine, at 192 px, 23.4 ms in batches of 4 against
+# 28 ms of 8 on 1 thread (14.7 vs 17.5 ms on 2); at 160 px 17.0 vs 19.6 (11.2 vs 12.4).
+INFERENCE_BATCH_SIZE = 4
 # What a package saved before `upsampling` was a setting was built with.
 PACKAGES_BEFORE_SUBPIXEL = {"upsampling": "bilinear", "decoder_channels": (96, 64, 48, 32)}
 
