@@ -12,8 +12,8 @@ import numpy as np
 from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.datasets.synth.dataset import defect_plan, sample_rng
 from lineinspect.shared.datasets.synth.sample import generate_sample
-from lineinspect.shared.errors import LineinspectError
-from lineinspect.shared.images import IMAGE_EXTENSIONS, encoded_format, read_image, read_mask
+from lineinspect.shared.errors import ImageReadError, LineinspectError
+from lineinspect.shared.images import IMAGE_EXTENSIONS, decode_image, encoded_format, read_mask
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,13 @@ class Shot:
     encoded: bytes | None = None
 
 
-def file_bytes(path: Path) -> bytes | None:
-    """The file's bytes when it is a PNG or JPEG a frame can carry as it is (not a BMP)."""
+def read_shot_image(path: Path) -> tuple[np.ndarray, bytes | None]:
+    """The image of a file, read once: decoded, and the file's bytes when a frame can carry
+    them as they are (a PNG or JPEG, not a BMP or TIFF)."""
+    if not path.is_file():
+        raise ImageReadError(f"{path}: image file not found")
     data = path.read_bytes()
-    return data if encoded_format(data) is not None else None
+    return decode_image(data, what=str(path)), (data if encoded_format(data) is not None else None)
 
 
 def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
@@ -42,7 +45,8 @@ def folder_shots(folder: Path, image_type: str) -> Iterator[Shot]:
     if not paths:
         raise LineinspectError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     for path in paths:
-        yield Shot(read_image(path), image_type, source=str(path), encoded=file_bytes(path))
+        image, encoded = read_shot_image(path)
+        yield Shot(image, image_type, source=str(path), encoded=encoded)
 
 
 def video_shots(path: Path, image_type: str) -> Iterator[Shot]:
@@ -66,8 +70,9 @@ def manifest_shots(path: Path, split: str | None = None) -> Iterator[Shot]:
     for row in rows:
         truth = row.label if row.label in ("normal", "anomaly") else None
         metadata = {"defect_type": row.defect_type} if row.defect_type else {}
-        yield Shot(read_image(row.path), row.image_type, truth, row.path, metadata,
-                   read_mask(row.product_mask) if row.product_mask else None, file_bytes(Path(row.path)))
+        image, encoded = read_shot_image(Path(row.path))
+        yield Shot(image, row.image_type, truth, row.path, metadata,
+                   read_mask(row.product_mask) if row.product_mask else None, encoded)
 
 
 def synthetic_shots(image_type: str, seed: int = 1000, size: int = 256, anomaly_fraction: float = 0.3) -> Iterator[Shot]:
