@@ -5,6 +5,7 @@ trains and evaluates across several manifests with a per-image-type table."""
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.datasets.split import SplitPlan, split_rows
 from lineinspect.shared.datasets.synth import generate_sample, synthesize_dataset
 from lineinspect.shared.datasets.synth.dataset import sample_rng
-from lineinspect.shared.models.mask.augment import augment
+from lineinspect.shared.models.mask.augment import augment, punch_opening, shuffle_colours
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.evaluation import mask_iou
 from lineinspect.shared.models.mask.inference import WholeFrame, load_mask_finder
@@ -101,6 +102,42 @@ def test_augmentation_moves_image_and_mask_together() -> None:
         bright = moved_image.max(axis=2) > 100
         # Markings may darken product pixels, but nothing bright lies outside the mask.
         assert not (bright & ~moved_mask).sum() > 0.02 * moved_mask.size
+
+
+def test_an_opening_shows_background_through_the_product_and_leaves_the_mask() -> None:
+    rng = np.random.default_rng(5)
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[..., 0] = np.arange(96, dtype=np.uint8)[None, :]  # background: a ramp, so copies are traceable
+    grid_y, grid_x = np.indices((96, 96))
+    mask = (grid_x - 40) ** 2 + (grid_y - 40) ** 2 <= 26**2
+    image[mask] = (10, 200, 30)
+    opened_image, opened_mask = punch_opening(image, mask, rng)
+    opening = mask & ~opened_mask
+    assert opening.sum() > 20 and not (opened_mask & ~mask).any()
+    # The opening lies inside the product (a rim remains) and shows background pixels.
+    assert not opening[~(cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)].any()
+    assert (opened_image[opening][:, 1] == 0).all()
+    assert np.array_equal(opened_image[~opening], image[~opening])
+    # A product too small to have an opening is left as it is.
+    tiny = np.zeros((96, 96), bool)
+    tiny[5:9, 5:9] = True
+    same_image, same_mask = punch_opening(image, tiny, rng)
+    assert same_image is image and same_mask is tiny
+
+
+def test_colour_shuffle_keeps_the_picture_and_changes_only_colours() -> None:
+    rng = np.random.default_rng(6)
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    seen = set()
+    for _ in range(60):
+        shuffled = shuffle_colours(image, rng)
+        assert shuffled.shape == image.shape
+        if (shuffled[..., 0] == shuffled[..., 1]).all() and (shuffled[..., 1] == shuffled[..., 2]).all():
+            seen.add("grey")
+            continue
+        order = tuple(next(c for c in range(3) if np.array_equal(shuffled[..., k], image[..., c])) for k in range(3))
+        seen.add(order)
+    assert "grey" in seen and len(seen) >= 4
 
 
 def test_iou_of_bool_masks() -> None:

@@ -68,6 +68,14 @@ def test_each_perturbation_spoils_the_mask_as_named(strength: float) -> None:
     assert not spoiled["empty"].any() and spoiled["full"].all()
 
 
+def test_filling_openings_covers_a_washers_hole_and_leaves_a_solid_product_alone() -> None:
+    washer = disc_mask() & ~disc_mask(radius=15)
+    filled = PERTURBATIONS["fill_openings"](washer, 0.5, np.random.default_rng(0))
+    assert np.array_equal(filled, disc_mask())
+    solid = bracket_mask()
+    assert np.array_equal(PERTURBATIONS["fill_openings"](solid, 0.5, np.random.default_rng(0)), solid)
+
+
 def test_stronger_perturbations_move_further_from_the_truth() -> None:
     truth = bracket_mask()
     for name in ("erode", "dilate", "shift", "cut", "wobble", "bridge"):

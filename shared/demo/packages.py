@@ -38,9 +38,10 @@ class DemoTraining:
 
     @property
     def key(self) -> str:
+        # v6: the reviewer trains on shuffled colours and punched openings;
         # v5: the mask finder trains on BCE + Lovasz hinge, the anomaly model keeps aspect ratios;
         # v4: the mask finder's sub-pixel head; v3: anomaly packages carry a drift reference.
-        return f"v5-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
+        return f"v6-{self.images_per_type}-{self.size}-{self.mask_minutes:g}-{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
 
 
 STANDARD = DemoTraining()

@@ -1,6 +1,7 @@
-"""Training augmentation for the mask finder: geometry (flips, quarter turns, scale and
-shift) applied to image and mask alike, photometry (brightness, contrast, colour) to the
-image only. Works on (S, S) uint8 BGR images and bool masks already at input size."""
+"""Training augmentation for the mask finder and the reviewer: geometry (flips, quarter turns,
+scale and shift) applied to image and mask alike, photometry (brightness, contrast, colour)
+to the image only; for the reviewer also openings through the product and shuffled colours.
+Works on (S, S) uint8 BGR images and bool masks already at input size."""
 
 import cv2
 import numpy as np
@@ -54,3 +55,45 @@ def paint_markings(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
         marked[paint] = (alpha * np.array(colour, np.float32) + (1 - alpha) * marked[paint]).astype(np.uint8)
         layer[:] = 0
     return marked
+
+
+def punch_opening(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, attempts: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """An opening through the product: an ellipse well inside it shows the background
+    behind (background pixels copied from elsewhere in the frame) and leaves the mask.
+    Lines whose products are solid then still teach a model what a washer's or a bracket's
+    hole looks like, and that a mask spanning it is wrong. Unchanged when the product is
+    too small or no background patch of the size is found."""
+    size = image.shape[0]
+    inner = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))) > 0
+    ys, xs = np.nonzero(inner)
+    if len(xs) < 64:
+        return image, mask
+    radius = max(3.0, np.sqrt(inner.sum() / np.pi))
+    pick = int(rng.integers(len(xs)))
+    axes = tuple(max(2, int(radius * a)) for a in rng.uniform(0.2, 0.55, 2))
+    opening = np.zeros(mask.shape, np.uint8)
+    cv2.ellipse(opening, (int(xs[pick]), int(ys[pick])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    opening = opening.astype(bool) & inner
+    oy, ox = np.nonzero(opening)
+    if len(oy) == 0:
+        return image, mask
+    for _ in range(attempts):
+        dy, dx = (int(v) for v in rng.integers(-size, size, 2))
+        sy, sx = oy + dy, ox + dx
+        if sy.min() < 0 or sx.min() < 0 or sy.max() >= size or sx.max() >= size or mask[sy, sx].any():
+            continue
+        opened = np.ascontiguousarray(image).copy()
+        opened[oy, ox] = image[sy, sx]
+        return opened, mask & ~opening
+    return image, mask
+
+
+def shuffle_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The colour channels in a random order, or grey (1 in 8): whether a mask follows a
+    product's outline does not depend on the product's colour."""
+    if rng.random() < 0.125:
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., rng.permutation(3)])

@@ -1,8 +1,7 @@
 """Training masks for the reviewer without hand grading: ground-truth product masks spoiled in
 the ways mask finders fail (eroded, dilated, shifted, holed, with extra blobs, parts cut off,
-boundaries that wander, concave gaps bridged, thin parts lost, another frame's mask, empty,
-full), each graded by its IoU with the
-truth.
+boundaries that wander, concave gaps bridged, thin parts lost, openings filled, another frame's
+mask, empty, full), each graded by its IoU with the truth.
 
 All functions take and return bool (H, W) masks; `strength` in 0..1 scales how far a
 perturbation goes, so a sampler can aim at a grade.
@@ -141,6 +140,15 @@ def thin_parts_lost(mask: np.ndarray, strength: float, rng: np.random.Generator)
     return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius)) > 0
 
 
+def fill_openings(mask: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Every opening inside the product filled in, as a segmenter that never saw a washer
+    draws a disc."""
+    filled = np.zeros(mask.shape, np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, contours, -1, 1, -1)
+    return filled > 0
+
+
 def empty(mask: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     return np.zeros_like(mask)
 
@@ -160,6 +168,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "wobble": wobble,
     "bridge": bridge,
     "thin_parts_lost": thin_parts_lost,
+    "fill_openings": fill_openings,
     "empty": empty,
     "full": full,
 }

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from lineinspect.shared.datasets.manifest import ManifestRow
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.models.backbone import square_input_preprocessing
-from lineinspect.shared.models.mask.augment import augment
+from lineinspect.shared.models.mask.augment import augment, punch_opening, shuffle_colours
 from lineinspect.shared.models.mask.pairs import load_pairs, split_for_training
 from lineinspect.shared.models.package import ModelPackage, save_package
 from lineinspect.shared.models.schedule import EarlyStopping, one_cycle
@@ -25,6 +25,17 @@ from lineinspect.shared.models.reviewer.perturb import GRADES, GradeThresholds, 
 from lineinspect.shared.models.reviewer.torch_model import ReviewerNet, grade_probabilities, reviewer_loss
 
 SWAP_CANDIDATES = 4
+OPENING_SHARE = 0.4  # frames that get an opening punched through the product
+
+
+def augment_for_review(image: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The mask finder's augmentation, then what makes a reviewer trained on a few products
+    judge others too (a new product is where a finder fails first): openings through the
+    product, and any colour."""
+    image, truth = augment(image, truth, rng)
+    if rng.random() < OPENING_SHARE:
+        image, truth = punch_opening(image, truth, rng)
+    return shuffle_colours(image, rng), truth
 
 
 @dataclass
@@ -62,7 +73,7 @@ def draw_graded_masks(
         index = int(rng.integers(len(images)))
         image, truth = images[index], truths[index]
         if augment_frames:
-            image, truth = augment(image, truth, rng)
+            image, truth = augment_for_review(image, truth, rng)
         others = [truths[j] for j in rng.choice(len(truths), size=min(SWAP_CANDIDATES, len(truths)), replace=False) if j != index]
         drawn = perturb_for_grade(truth, GRADES[k % len(GRADES)], thresholds, rng, others)
         frames.append(np.ascontiguousarray(image))
