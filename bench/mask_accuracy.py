@@ -27,6 +27,9 @@ from common import run
 
 from lineinspect.shared.config import get_settings
 
+# Generated image types the bench's models never train on (they train on the first three).
+NEW_IMAGE_TYPES = ("ring", "hexnut", "tab", "disc2", "plate2", "bracket2", "ring2", "hexnut2", "tab2")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -73,10 +76,6 @@ def main() -> None:
               f"true grades of the real masks {reviewer['real_true_grades']}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-
-
-# Generated image types the bench's models never train on (they train on the first three).
-NEW_IMAGE_TYPES = ("ring", "hexnut", "tab", "disc2", "plate2", "bracket2", "ring2", "hexnut2", "tab2")
 
 
 def reviewer_figures(work: Path, flags: list[object], new_types: list[object]) -> dict[str, object]:

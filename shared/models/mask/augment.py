@@ -75,10 +75,8 @@ def punch_opening(
     axes = tuple(max(2, int(radius * a)) for a in rng.uniform(0.2, 0.55, 2))
     opening = np.zeros(mask.shape, np.uint8)
     cv2.ellipse(opening, (int(xs[pick]), int(ys[pick])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    opening = opening.astype(bool) & inner
+    opening = opening.astype(bool) & inner  # never empty: its centre is an inner pixel
     oy, ox = np.nonzero(opening)
-    if len(oy) == 0:
-        return image, mask
     for _ in range(attempts):
         dy, dx = (int(v) for v in rng.integers(-size, size, 2))
         sy, sx = oy + dy, ox + dx
