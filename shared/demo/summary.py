@@ -59,6 +59,7 @@ class LineRun:
             seen = [self.verdict_seen_at[f] for f in verdicts]
             first_published = min(self.published_at.values(), default=started)
         span = (max(seen) - first_published) if seen else 0.0
+        sustained = sustained_rate(seen)
         decisions = {name: sum(v.decision == name for v in verdicts.values()) for name in ("pass", "fail", "review")}
         return {
             "frames_published": len(self.truth),
@@ -71,10 +72,23 @@ class LineRun:
             "accuracy_n": len(decided),
             "review_fraction": (decisions["review"] / len(verdicts)) if verdicts else None,
             "frames_per_second": (len(verdicts) / span) if span > 0 else None,
+            "sustained_frames_per_second": sustained,
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
             "wall_seconds": finished - started,
         }
+
+
+def sustained_rate(seen_at: list[float], share: float = 0.8) -> float | None:
+    """Verdicts per second in the middle `share` of a run (from the 10th to the 90th percentile
+    verdict by default): the line's steady rate, without the start, when the first frames are
+    still on their way through the stages, nor the end, when the last ones leave them."""
+    if len(seen_at) < 10:
+        return None
+    times = np.sort(np.asarray(seen_at, dtype=float))
+    first = int(round(len(times) * (1 - share) / 2))
+    last = len(times) - 1 - first
+    return (last - first) / (times[last] - times[first]) if times[last] > times[first] else None
 
 
 class VerdictCollector(threading.Thread):

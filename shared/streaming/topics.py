@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -59,15 +59,25 @@ def ensure_topics(settings: Settings, topics: Topics | None = None) -> list[str]
     each; returns the names created. Partitions cannot be added later on every broker (Tansu
     cannot), so choose enough for the replicas you will run."""
     topics = topics or Topics(settings.topic_prefix)
+    existing = existing_topics(settings)
+    missing = [name for name in topics.all() if name not in existing]
+    if not missing:
+        return []
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="lineinspect-admin")
     try:
-        existing = set(admin.list_topics())
-        missing = [name for name in topics.all() if name not in existing]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(name, settings.partitions, 1) for name in missing])
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
-        return missing
+        admin.create_topics([NewTopic(name, settings.partitions, 1) for name in missing])
+    except TopicAlreadyExistsError:
+        pass  # another process created them first
     finally:
         admin.close()
+    return missing
+
+
+def existing_topics(settings: Settings) -> set[str]:
+    """Topic names on the broker, from a plain metadata request: kafka-python 2.3's admin
+    `list_topics` fails on Tansu, which reports ACL operations that client does not know."""
+    probe = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id="lineinspect-admin")
+    try:
+        return set(probe.topics())
+    finally:
+        probe.close()
