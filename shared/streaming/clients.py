@@ -22,6 +22,7 @@ def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
         retries=5,
         linger_ms=0,  # the loop flushes each batch itself; waiting only adds latency
         max_request_size=limit,
+        metrics_enabled=False,  # client sensors nobody reads; they cost CPU on every request
     )
 
 
@@ -43,4 +44,7 @@ def make_consumer(settings: Settings, group_id: str, client_id: str) -> KafkaCon
         fetch_max_wait_ms=20,  # low latency at low frame rates; batches still fill under load
         max_partition_fetch_bytes=fetch_limit,
         fetch_max_bytes=2 * fetch_limit,
+        # Client sensors nobody reads: an idle consumer polling every 20 ms takes 49 ms of CPU a
+        # second without them, 60 with (Tansu answers an empty fetch only after fetch_max_wait_ms).
+        metrics_enabled=False,
     )
