@@ -10,7 +10,7 @@ Figures, all from one run:
   it can: verdicts per second from the 10th to the 90th percentile verdict, the steady state
   of a line that runs for hours (`run_frames_per_second` is verdicts / time from the first
   frame published to the last verdict, which also counts filling and draining the stages:
-  3-11 % lower in runs here);
+  3-10 % lower in runs here);
 - `overhead_ratio` = frames_per_second / direct_frames_per_second;
 - `p50_ms`, `p99_ms`: end-to-end latency (published -> verdict) at `--latency-fps` (10);
 - `replicas_2_frames_per_second`: throughput again with a second member of the slowest
