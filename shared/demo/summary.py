@@ -59,7 +59,6 @@ class LineRun:
             seen = [self.verdict_seen_at[f] for f in verdicts]
             first_published = min(self.published_at.values(), default=started)
         span = (max(seen) - first_published) if seen else 0.0
-        sustained = sustained_rate(seen)
         decisions = {name: sum(v.decision == name for v in verdicts.values()) for name in ("pass", "fail", "review")}
         return {
             "frames_published": len(self.truth),
@@ -72,7 +71,7 @@ class LineRun:
             "accuracy_n": len(decided),
             "review_fraction": (decisions["review"] / len(verdicts)) if verdicts else None,
             "frames_per_second": (len(verdicts) / span) if span > 0 else None,
-            "sustained_frames_per_second": sustained,
+            "sustained_frames_per_second": sustained_rate(seen),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
             "wall_seconds": finished - started,
