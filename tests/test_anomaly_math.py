@@ -15,10 +15,13 @@ from lineinspect.shared.models.anomaly.metrics import PixelAuroc
 from lineinspect.shared.models.anomaly.regions import find_regions
 from lineinspect.shared.models.anomaly.torch_model import (
     NearestPatchSearch,
+    edge_cells,
+    edge_profile,
     gaussian_blur,
     greedy_coreset,
     ivf_list_count,
     kmeans,
+    level_edges,
 )
 
 
@@ -98,6 +101,37 @@ def test_find_regions_returns_every_region_with_its_box_strongest_first() -> Non
     regions = find_regions(heat)
     assert [(r.x1, r.y1, r.x2, r.y2) for r in regions] == [(5, 10, 15, 20), (60, 40, 75, 50)]
     assert regions[0].score == pytest.approx(1.5) and regions[0].area_px == 100
+
+
+def test_edge_cells_count_cells_to_the_nearer_edge_up_to_the_interior() -> None:
+    cells = edge_cells(5, 7, 2)  # index = row ring * 3 + column ring
+    assert cells[0, 0] == 0 and cells[0, 3] == 2 and cells[2, 0] == 6 and cells[2, 3] == 8
+    assert torch.equal(cells, cells.flip(0)) and torch.equal(cells, cells.flip(1))
+
+
+def test_edge_profile_measures_how_much_higher_normal_edges_score_and_levelling_flattens_them() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # Normal grids whose outer ring of cells scores 1.5x and whose corners 2x the interior.
+    place = torch.ones(12, 16)
+    place[0, :] = place[-1, :] = place[:, 0] = place[:, -1] = 1.5
+    place[0, 0] = place[0, -1] = place[-1, 0] = place[-1, -1] = 2.0
+    grids = [place * (3.0 + 0.1 * torch.randn(12, 16, generator=generator)) for _ in range(40)]
+    profile = edge_profile(grids, [None] * len(grids), rings=2)
+    assert profile.shape == (3, 3)
+    assert profile[0, 0] == pytest.approx(2.0, rel=0.02) and profile[0, 2] == pytest.approx(1.5, rel=0.02)
+    assert profile[1, 1] == pytest.approx(1.0, rel=0.02) and profile[2, 2] == 1.0
+    levelled = level_edges(grids[0], profile)
+    assert float(levelled.max() / levelled.min()) < 1.3 < float(grids[0].max() / grids[0].min())
+
+
+def test_edge_profile_counts_only_masked_patches_and_keeps_thin_places_at_one() -> None:
+    grid = torch.full((10, 10), 2.0)
+    grid[0, :] = 50.0  # background above the product: must not count
+    mask = torch.ones(10, 10, dtype=torch.bool)
+    mask[0, :] = False
+    assert torch.allclose(edge_profile([grid] * 10, [mask] * 10, rings=1), torch.ones(2, 2))
+    # Too few patches for any place (a single small grid): no levelling at all.
+    assert torch.equal(edge_profile([torch.rand(4, 4)], [None], rings=1), torch.ones(2, 2))
 
 
 def test_f1_optimal_threshold_separates_separable_scores() -> None:

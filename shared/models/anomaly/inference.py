@@ -13,7 +13,7 @@ import torch
 
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.regions import DefectRegion, find_regions
-from lineinspect.shared.models.anomaly.torch_model import NearestPatchSearch, PatchFeatures, anomaly_maps
+from lineinspect.shared.models.anomaly.torch_model import NearestPatchSearch, PatchFeatures, anomaly_maps, level_edges
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
 from lineinspect.shared.models.package import ModelPackage, load_package
 
@@ -146,8 +146,10 @@ class AnomalyModel:
         extractor: torch.nn.Module | None = None,
         channel_scales: torch.Tensor | None = None,
         levels: "ReferenceLevels | None" = None,
+        edge_profile: torch.Tensor | None = None,
     ) -> None:
         self.config = config
+        self.edge_profile = edge_profile  # see torch_model.edge_profile; None: distances as they are
         self.search = search
         self.threshold = float(threshold)
         self.levels = levels or ReferenceLevels()
@@ -180,6 +182,7 @@ class AnomalyModel:
             config, search, thresholds["image"], defect_types, manifest.version,
             channel_scales=tensors.get("channel_scales"),
             levels=ReferenceLevels(thresholds["peak_level"], thresholds["mean_level"]),
+            edge_profile=tensors.get("edge_profile"),
         )
 
     def calibrated(self, threshold: float, levels: "ReferenceLevels") -> "AnomalyModel":
@@ -196,18 +199,25 @@ class AnomalyModel:
         return batch_by_shape(self.extractor, prepared)
 
     @torch.inference_mode()
+    def patch_distances(self, prepared: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Distance of each patch to the memory bank (h, w), before the edge profile, and the
+        patch features (D, h, w), one of each per image already prepared by `prepare_image`."""
+        features = self.patch_features(prepared)
+        queries = torch.cat([f.flatten(1).T for f in features])
+        distances = self.search.distances(queries).split([f.shape[1] * f.shape[2] for f in features])
+        return [d.reshape(f.shape[1:]) for d, f in zip(distances, features)], features
+
+    @torch.inference_mode()
     def score_maps(
         self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Smoothed raw anomaly maps at the backbone's input size (H, W) and the patch
         features (D, h, w), one of each per image."""
         prepared = [prepare_image(image, self.config, mask) for image, mask in zip(images, product_masks)]
-        features = self.patch_features(prepared)
-        queries = torch.cat([f.flatten(1).T for f in features])
-        distances = self.search.distances(queries).split([f.shape[1] * f.shape[2] for f in features])
+        grids, features = self.patch_distances(prepared)
         maps = [
-            anomaly_maps(d.reshape(1, *f.shape[1:]), image.shape[:2], self.config.blur_sigma)[0]
-            for d, f, image in zip(distances, features, prepared)
+            anomaly_maps(level_edges(grid, self.edge_profile)[None], image.shape[:2], self.config.blur_sigma)[0]
+            for grid, image in zip(grids, prepared)
         ]
         return maps, features
 

@@ -198,6 +198,50 @@ def principal_axes(vectors: torch.Tensor, dims: int, seed: int = 0, sample: int 
     return vecs[:, -dims:].flip(1).float().contiguous()
 
 
+def edge_cells(height: int, width: int, rings: int) -> torch.Tensor:
+    """(height, width) index of each grid cell's place relative to the frame's edges:
+    row ring * (rings + 1) + column ring, a ring being the cell's distance in cells to the
+    nearer edge, capped at `rings` (so `rings`, `rings` is the interior)."""
+    def ring(n: int) -> torch.Tensor:
+        position = torch.arange(n)
+        return torch.minimum(torch.minimum(position, n - 1 - position), torch.tensor(rings))
+    return ring(height)[:, None] * (rings + 1) + ring(width)[None, :]
+
+
+# Each edge cell level rests on at least this many patch distances; a thinner one stays 1.
+MIN_EDGE_SAMPLES = 64
+
+
+def edge_profile(grids: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None], rings: int) -> torch.Tensor:
+    """(rings + 1, rings + 1) mean patch distance of normal images by place relative to the
+    frame's edges (see `edge_cells`), over the interior's mean. Patches at a frame's edges
+    and corners see the backbone's padding and fewer neighbours to average, and lie farther
+    from the bank than interior ones of the same normal surface (up to 1.6x at the corners of
+    magnetic tiles); dividing each patch distance by its place's level makes a normal frame
+    score alike everywhere, so a peak means a defect rather than a corner. Only patches
+    inside each grid's mask (when given) count; places with too few stay 1."""
+    cells = (rings + 1) ** 2
+    total = torch.zeros(cells, dtype=torch.float64)
+    count = torch.zeros(cells, dtype=torch.float64)
+    for grid, mask in zip(grids, masks):
+        index = edge_cells(*grid.shape, rings)
+        inside = torch.ones_like(grid, dtype=torch.bool) if mask is None else mask
+        total += torch.bincount(index[inside], grid[inside].double(), minlength=cells)
+        count += torch.bincount(index[inside], minlength=cells).double()
+    if count[-1] < MIN_EDGE_SAMPLES:
+        return torch.ones(rings + 1, rings + 1)
+    levels = torch.where(count >= MIN_EDGE_SAMPLES, total / count.clamp_min(1), total[-1] / count[-1])
+    return (levels / levels[-1]).clamp(0.5, 4.0).float().reshape(rings + 1, rings + 1)
+
+
+def level_edges(grid: torch.Tensor, profile: torch.Tensor | None) -> torch.Tensor:
+    """(h, w) patch distances divided by the edge profile's level of each cell's place."""
+    if profile is None:
+        return grid
+    rings = profile.shape[0] - 1
+    return grid / profile.flatten()[edge_cells(*grid.shape, rings)]
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian smoothing of (N, H, W) maps with reflected borders (kernel radius 3 sigma).
     OpenCV's separable filter: the same values as two 1-D torch convolutions, 10x faster on

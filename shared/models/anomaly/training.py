@@ -39,6 +39,7 @@ from lineinspect.shared.models.anomaly.torch_model import (
     NearestPatchSearch,
     PatchFeatures,
     channel_scales_for,
+    edge_profile,
     greedy_coreset,
     ivf_list_count,
     kmeans,
@@ -182,6 +183,29 @@ def measure_rows(
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
+def threshold_normals(plan: TrainingPlan) -> list[ManifestRow]:
+    """The normal images the bank did not see that set the reference levels and threshold."""
+    if plan.calibrates_on_anomalies:
+        return [r for r in plan.calibration if r.label == "normal"]
+    return list(plan.held_back)
+
+
+def fit_edge_profile(model: AnomalyModel, rows: Sequence[ManifestRow], progress: bool = False) -> torch.Tensor:
+    """`edge_profile` of the patch distances of normal images the bank did not see (only
+    patches the product covers, when the rows have product masks)."""
+    grids: list[torch.Tensor] = []
+    masks: list[torch.Tensor | None] = []
+    batches = range(0, len(rows), model.config.batch_size)
+    for start in tqdm(batches, desc="edge profile", unit="batch", disable=not progress, leave=False):
+        loaded = [load_row(row) for row in rows[start : start + model.config.batch_size]]
+        batch_grids, _ = model.patch_distances([prepare_image(image, model.config, mask) for image, mask in loaded])
+        for grid, (_, mask) in zip(batch_grids, loaded):
+            grids.append(grid)
+            cells = grid_mask(mask, *grid.shape)
+            masks.append(None if cells is None else torch.from_numpy(cells))
+    return edge_profile(grids, masks, model.config.edge_rings)
+
+
 def reference_levels(normal: np.ndarray) -> ReferenceLevels:
     """0.99 quantiles of the peak and mean of held-back normal maps."""
     peak, mean = (float(np.quantile(normal[:, i], NORMAL_QUANTILE)) for i in range(2))
@@ -193,17 +217,17 @@ def choose_threshold(
 ) -> tuple[Threshold, ReferenceLevels, list[ManifestRow], np.ndarray]:
     """Reference levels from the normal images the bank did not see, then the threshold on
     the image score they define. Also returns those normals and their (peak, mean) measures."""
+    normal_rows = threshold_normals(plan)
     if plan.calibrates_on_anomalies:
-        normal_rows = [r for r in plan.calibration if r.label == "normal"]
         normals = measure_rows(model, normal_rows, progress, "calibration normals")
         anomalies = measure_rows(model, [r for r in plan.calibration if r.label == "anomaly"], progress, "calibration anomalies")
         levels = reference_levels(normals)
         score = lambda m: np.array([levels.score(p, q) for p, q in m])  # noqa: E731
         return f1_optimal_threshold(score(normals), score(anomalies)), levels, normal_rows, normals
-    normals = measure_rows(model, plan.held_back, progress, "held-back normals")
+    normals = measure_rows(model, normal_rows, progress, "held-back normals")
     levels = reference_levels(normals)
     threshold = normal_quantile_threshold(np.array([levels.score(p, q) for p, q in normals]))
-    return threshold, levels, list(plan.held_back), normals
+    return threshold, levels, normal_rows, normals
 
 
 def input_preprocessing(config: AnomalyConfig) -> dict[str, str]:
@@ -258,6 +282,8 @@ def train_anomaly(
     centroids = kmeans(bank, ivf_list_count(len(bank)), seed=config.seed) if len(bank) > config.exact_search_limit else None
     search = NearestPatchSearch(bank, centroids, config.ivf_probes, projection)
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
+    if config.edge_rings:
+        model.edge_profile = fit_edge_profile(model, threshold_normals(plan), progress)
     threshold, levels, normal_rows, normal_measures = choose_threshold(model, plan, progress)
     defect_types = defect_type_descriptors(model, plan.calibration)
     seconds = time.perf_counter() - started
@@ -273,6 +299,8 @@ def train_anomaly(
         tensors["channel_scales"] = features.channel_scales.clone()
     if centroids is not None:
         tensors["ivf_centroids"] = centroids
+    if model.edge_profile is not None:
+        tensors["edge_profile"] = model.edge_profile
     if defect_types.labels:
         tensors["defect_type_descriptors"] = defect_types.descriptors
     reference = reference_rows(plan.bank, normal_rows, normal_measures, levels, threshold.value)
@@ -297,7 +325,8 @@ def train_anomaly(
             "peak_level": levels.peak,
             "mean_level": levels.mean,
             "score": (
-                "image score = max(peak / peak_level, mean / mean_level) of the anomaly map inside the product; "
+                "image score = max(peak / peak_level, mean / mean_level) of the anomaly map inside the product "
+                "(patch distances levelled by the edge profile when the package has one); "
                 "levels = 0.99 quantiles on normal images the memory bank did not see; anomalous when "
                 "score >= image threshold; heatmap 1.0 = peak_level * image threshold"
             ),
