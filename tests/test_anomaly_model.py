@@ -123,6 +123,8 @@ def test_package_round_trip_gives_identical_scores(model: AnomalyModel, package_
     second = again.predict([f.image for f in frames], [f.product_mask for f in frames])
     assert [p.score for p in first] == [p.score for p in second]
     assert again.version == model.version and again.threshold == model.threshold
+    rings = CONFIG.edge_rings
+    assert again.edge_profile is not None and again.edge_profile.shape == (rings + 1, rings + 1)
 
 
 def test_frames_of_several_shapes_score_as_they_would_alone(model: AnomalyModel) -> None:

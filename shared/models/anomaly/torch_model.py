@@ -215,9 +215,10 @@ MIN_EDGE_SAMPLES = 64
 def edge_profile(grids: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None], rings: int) -> torch.Tensor:
     """(rings + 1, rings + 1) mean patch distance of normal images by place relative to the
     frame's edges (see `edge_cells`), over the interior's mean. Patches at a frame's edges
-    and corners see the backbone's padding and fewer neighbours to average, and lie farther
-    from the bank than interior ones of the same normal surface (up to 1.6x at the corners of
-    magnetic tiles); dividing each patch distance by its place's level makes a normal frame
+    and corners (the backbone's padding, fewer neighbours to average, and whatever a frame's
+    border tends to show) lie farther from the bank than interior ones of the same normal
+    surface (up to 1.6x at the corners of magnetic tiles; padding the input by reflection
+    instead did not remove it); dividing each patch distance by its place's level makes a normal frame
     score alike everywhere, so a peak means a defect rather than a corner. Only patches
     inside each grid's mask (when given) count; places with too few stay 1."""
     cells = (rings + 1) ** 2
