@@ -78,8 +78,11 @@ class Line:
         return ids
 
     def send_raw(self, value: bytes, key: bytes = b"cam-raw") -> None:
-        self.publisher.producer.send(self.topics.frames, key=key, value=value)
+        """Publish raw bytes as a frame; raises when the broker did not take them, so a test
+        waiting for what the line makes of them never waits on a frame that was not sent."""
+        future = self.publisher.producer.send(self.topics.frames, key=key, value=value)
         self.publisher.producer.flush()
+        future.get(timeout=60)
 
     def wait_for_verdicts(self, frame_ids: list[str], timeout_s: float = WAIT_S) -> None:
         deadline = time.monotonic() + timeout_s
