@@ -59,7 +59,8 @@ class AnomalyConfig(BaseModel):
             "Patch distances are levelled by their place relative to the frame's edges, this many grid cells deep "
             "(see torch_model.edge_profile; 0 = off). 189 of 190 normal magnetic tiles peaked at an edge (153 in a corner); "
             "levelled, magnetic_tile image AUROC 0.937 -> 0.948, pixel 0.819 -> 0.826, hazelnut_toy and synthetic "
-            "unchanged (their frame edges are background outside the product mask); bench/anomaly_accuracy.py."
+            "unchanged (hazelnut_toy's profile is all 1: its frame edges lie outside the product mask); "
+            "bench/anomaly_accuracy.py."
         ),
     )
     blur_sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the heatmap, in pixels at input_size.")
