@@ -121,3 +121,12 @@ def test_a_crash_between_delivery_and_commit_processes_the_batch_again(settings:
     _loop(settings, again).run(max_idle_s=3.0)
     assert again.attempts == {b"x": 1, b"y": 1}
     assert sorted(_read(settings, Topics(settings.topic_prefix).masked, 4)) == [b"X", b"X", b"Y", b"Y"]
+
+
+def test_a_stage_consumer_holds_empty_fetches_as_long_as_the_settings_say(settings: Settings) -> None:
+    # Apache Kafka deployments raise the hold (docker-compose.yml); the embedded Tansu needs it short.
+    consumer = make_consumer(settings.model_copy(update={"fetch_max_wait_ms": 500}), f"{settings.topic_prefix}hold", "hold")
+    try:
+        assert consumer.config["fetch_max_wait_ms"] == 500
+    finally:
+        consumer.close()

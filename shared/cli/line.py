@@ -160,7 +160,7 @@ def _tail_verdicts(settings: Settings, from_beginning: bool, limit: int | None, 
     topic = Topics(settings.topic_prefix).verdicts
     consumer = KafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
+        auto_offset_reset="earliest" if from_beginning else "latest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     shown, last = 0, time.monotonic()
     try:

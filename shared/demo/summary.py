@@ -101,7 +101,7 @@ class VerdictCollector(threading.Thread):
         self.consumer = KafkaConsumer(
             topics.verdicts, topics.deadletter,
             bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=20,
+            auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=largest_output_bytes(settings), fetch_max_bytes=2 * largest_output_bytes(settings),
         )
         self._stop_event = threading.Event()
