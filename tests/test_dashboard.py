@@ -21,7 +21,7 @@ from lineinspect.schemas import Frame, Verdict
 from lineinspect.services.anomaly.heatmap import heatmap_png
 from lineinspect.shared.config import Settings, get_settings
 from lineinspect.shared.images import encode_png
-from lineinspect.shared.line.overlays import OverlayStore, draw_overlay
+from lineinspect.shared.line.overlays import RECENT, OverlayStore, draw_overlay
 from lineinspect.shared.line.verdict_cache import VerdictCache
 from lineinspect.shared.monitor.alerts import AlertBook, Finding
 from lineinspect.shared.monitor.dashboard import create_app
@@ -136,3 +136,29 @@ def test_a_real_browser_renders_the_dashboard(filled: Settings, tmp_path: Path) 
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_only_the_pictures_of_a_lines_latest_problem_frames_are_kept(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = OverlayStore(client, f"o{uuid.uuid4().hex[:8]}:")
+    image = np.full((32, 32, 3), 90, np.uint8)
+
+    def frame(index: int, line_id: str = "line-1") -> Frame:
+        return Frame.model_validate({
+            "frame_id": f"{'f' if line_id == 'line-1' else 'g'}-{index}", "line_id": line_id, "camera_id": "cam-1", "image_type": "plate",
+            "captured_at": T0.isoformat(), "image": encode_png(image),
+        })
+
+    for start in range(0, RECENT + 30, 20):  # batches, as the reviewer puts them
+        store.put([(frame(i), b"jpeg of f-%d" % i) for i in range(start, min(start + 20, RECENT + 30))])
+    store.put([(frame(0, "line-2"), b"jpeg of the other line")])
+    store.put([(frame(40), b"jpeg of f-40 again")])  # a repeat moves to the front, and is not deleted
+
+    latest = store.recent("line-1", RECENT + 30)
+    assert len(latest) == RECENT
+    assert latest[:2] == ["f-40", f"f-{RECENT + 29}"]
+    assert store.get("f-40") == b"jpeg of f-40 again"
+    assert all(store.get(f"f-{i}") is not None for i in range(30, RECENT + 30))
+    assert all(store.get(f"f-{i}") is None for i in range(30))  # fell off the list
+    assert store.recent("line-2") == ["g-0"] and store.get("g-0") == b"jpeg of the other line"
+    assert len(client.keys(f"{store.prefix}overlay:*")) == RECENT + 1
