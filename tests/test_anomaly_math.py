@@ -63,6 +63,15 @@ def test_inverted_file_search_is_exact_when_all_lists_are_probed_and_never_too_s
     assert float((approximate - expected).abs().lt(1e-3).float().mean()) > 0.5
 
 
+def test_exact_distances_search_the_whole_bank_whatever_the_index() -> None:
+    generator = torch.Generator().manual_seed(4)
+    bank, queries = torch.randn(3000, 16, generator=generator), torch.randn(200, 16, generator=generator)
+    expected = torch.cdist(queries, bank).min(dim=1).values
+    search = NearestPatchSearch(bank, kmeans(bank, 32, seed=0), probes=1)
+    assert bool((search.distances(queries) > expected + 1e-3).any())  # one list misses some nearest patches
+    assert torch.allclose(search.exact_distances(queries), expected, atol=1e-3)
+
+
 def test_kmeans_is_seeded() -> None:
     data = torch.randn(2000, 8, generator=torch.Generator().manual_seed(4))
     assert torch.equal(kmeans(data, 16, seed=5), kmeans(data, 16, seed=5))

@@ -138,6 +138,43 @@ def test_frames_of_several_shapes_score_as_they_would_alone(model: AnomalyModel)
         assert mixed.score == pytest.approx(single.score, rel=1e-5)
 
 
+def test_each_images_farthest_patches_are_measured_exactly_after_the_ivf_search(model: AnomalyModel) -> None:
+    from lineinspect.shared.models.anomaly.torch_model import level_edges
+
+    assert model.search.centroids is not None, "the test needs a bank large enough for IVF search"
+    frames = [planted(i, "crack")[1] for i in (13, 14)]
+    prepared = [prepare_image(f.image, model.config, f.product_mask) for f in frames]
+    probes = model.search.probes
+    model.search.probes = 1  # a coarse search, so that it misses
+    try:
+        reranked, features = model.patch_distances(prepared)
+        plain = model.calibrated(model.threshold, model.levels)
+        plain.config = model.config.model_copy(update={"exact_rerank": 0})
+        approximate, _ = plain.patch_distances(prepared)
+    finally:
+        model.search.probes = probes
+    k = model.config.exact_rerank
+    for after, before, feature in zip(reranked, approximate, features):
+        exact = model.search.exact_distances(feature.flatten(1).T).reshape(feature.shape[1:])
+        top = level_edges(before, model.edge_profile).flatten().topk(k).indices
+        assert torch.allclose(after.flatten()[top], exact.flatten()[top], atol=1e-4)
+        rest = torch.ones(after.numel(), dtype=torch.bool)
+        rest[top] = False
+        assert torch.equal(after.flatten()[rest], before.flatten()[rest])
+        assert bool((before.flatten()[top] > exact.flatten()[top] + 1e-4).any())  # the coarse search did miss
+
+
+def test_a_package_saved_before_exact_rerank_scores_as_it_was_calibrated(package_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(package_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["config"]["exact_rerank"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert AnomalyModel.from_package(copy).config.exact_rerank == 0
+
+
 def test_backbone_chunks_give_the_features_of_one_batch(model: AnomalyModel) -> None:
     frames = [planted(i, "spot")[1] for i in (10, 11, 12)]
     prepared = [prepare_image(f.image, model.config, f.product_mask) for f in frames]

@@ -53,6 +53,17 @@ class AnomalyConfig(BaseModel):
         96, ge=0, description="Project features onto this many principal axes of the bank for the search (0 = no projection)."
     )
     ivf_probes: int = Field(8, ge=1, description="Inverted lists searched per query in IVF search.")
+    exact_rerank: int = Field(
+        8, ge=0,
+        description=(
+            "With IVF search, this many patches of each image, those farthest from the bank, are searched again "
+            "exactly (0 = off). An IVF search can only overestimate a distance (the nearest patch may sit in a list "
+            "it did not probe), and the farthest patches make the image score. magnetic_tile (127,600-patch bank): "
+            "image AUROC 0.948 with 8 probes alone, 0.9515 with every list probed (3.0 instead of 31 images/s), "
+            "0.9505 with 8 patches re-searched at 7-12 % less speed; pixel AUROC 0.8255 -> 0.8257; hazelnut_toy "
+            "and synthetic unchanged (bench/anomaly_accuracy.py)."
+        ),
+    )
     edge_rings: int = Field(
         3, ge=0, le=8,
         description=(

@@ -19,8 +19,9 @@ from lineinspect.shared.models.package import ModelPackage, load_package
 
 UNKNOWN_TYPE = "unknown"
 TYPE_NEIGHBOURS = 5
-# What a package saved before `resize` was a setting was built with.
+# What packages saved before these settings existed were built and calibrated with.
 PACKAGES_BEFORE_KEEP_ASPECT = {"resize": "square"}
+PACKAGES_BEFORE_EXACT_RERANK = {"exact_rerank": 0}
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class AnomalyModel:
         if not isinstance(package, ModelPackage):
             package = load_package(package, expected_kind="anomaly")
         manifest = package.manifest
-        settings = {**PACKAGES_BEFORE_KEEP_ASPECT, **manifest.config}
+        settings = {**PACKAGES_BEFORE_KEEP_ASPECT, **PACKAGES_BEFORE_EXACT_RERANK, **manifest.config}
         labels = list(settings.pop("defect_type_labels", []))
         config = AnomalyConfig.model_validate(settings)
         tensors = package.tensors
@@ -204,8 +205,19 @@ class AnomalyModel:
         patch features (D, h, w), one of each per image already prepared by `prepare_image`."""
         features = self.patch_features(prepared)
         queries = torch.cat([f.flatten(1).T for f in features])
-        distances = self.search.distances(queries).split([f.shape[1] * f.shape[2] for f in features])
-        return [d.reshape(f.shape[1:]) for d, f in zip(distances, features)], features
+        sizes = [f.shape[1] * f.shape[2] for f in features]
+        distances = self.search.distances(queries)
+        if self.config.exact_rerank and self.search.centroids is not None:
+            # Each image's farthest patches (as levelled for the score) searched again exactly:
+            # chosen per image, so an image scores the same whatever batch it comes in.
+            chosen, start = [], 0
+            for feature, size in zip(features, sizes):
+                levelled = level_edges(distances[start : start + size].reshape(feature.shape[1:]), self.edge_profile)
+                chosen.append(start + levelled.flatten().topk(min(self.config.exact_rerank, size)).indices)
+                start += size
+            rerank = torch.cat(chosen)
+            distances[rerank] = torch.minimum(distances[rerank], self.search.exact_distances(queries[rerank]))
+        return [d.reshape(f.shape[1:]) for d, f in zip(distances.split(sizes), features)], features
 
     @torch.inference_mode()
     def score_maps(

@@ -158,12 +158,25 @@ class NearestPatchSearch:
     def __len__(self) -> int:
         return len(self.bank)
 
-    def distances(self, queries: torch.Tensor) -> torch.Tensor:
-        """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
+    def _projected(self, queries: torch.Tensor) -> torch.Tensor:
         queries = queries.float()
         if self.projection is not None:
             queries = queries @ self.projection
-        queries = queries.contiguous()
+        return queries.contiguous()
+
+    def exact_distances(self, queries: torch.Tensor) -> torch.Tensor:
+        """(Q, D) -> (Q,) Euclidean distance to the nearest patch of the whole bank, however
+        it is indexed: for the few queries where an approximate answer is not good enough."""
+        queries = self._projected(queries)
+        best = torch.full((len(queries),), math.inf)
+        for start in range(0, len(self.bank), 65536):  # bounded memory for large banks
+            members = slice(start, start + 65536)
+            best = torch.minimum(best, squared_distances(queries, self.bank[members], self._bank_sq[members]).min(1).values)
+        return (best + (queries * queries).sum(1)).clamp_min(0).sqrt()
+
+    def distances(self, queries: torch.Tensor) -> torch.Tensor:
+        """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
+        queries = self._projected(queries)
         queries_sq = (queries * queries).sum(1)
         best = torch.full((len(queries),), math.inf)
         if self.centroids is None:
