@@ -164,15 +164,20 @@ def test_each_images_farthest_patches_are_measured_exactly_after_the_ivf_search(
         assert bool((before.flatten()[top] > exact.flatten()[top] + 1e-4).any())  # the coarse search did miss
 
 
-def test_a_package_saved_before_exact_rerank_scores_as_it_was_calibrated(package_dir: Path, tmp_path: Path) -> None:
+def saved_without(package_dir: Path, setting: str, tmp_path: Path) -> Path:
+    """A copy of the package as a version before `setting` existed saved it."""
     import shutil
 
     copy = tmp_path / "old"
     shutil.copytree(package_dir, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["config"]["exact_rerank"]
+    del manifest["config"][setting]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    assert AnomalyModel.from_package(copy).config.exact_rerank == 0
+    return copy
+
+
+def test_a_package_saved_before_exact_rerank_scores_as_it_was_calibrated(package_dir: Path, tmp_path: Path) -> None:
+    assert AnomalyModel.from_package(saved_without(package_dir, "exact_rerank", tmp_path)).config.exact_rerank == 0
 
 
 def test_backbone_chunks_give_the_features_of_one_batch(model: AnomalyModel) -> None:
@@ -185,14 +190,7 @@ def test_backbone_chunks_give_the_features_of_one_batch(model: AnomalyModel) -> 
 
 
 def test_a_package_saved_before_keep_aspect_loads_as_square(package_dir: Path, tmp_path: Path) -> None:
-    import shutil
-
-    copy = tmp_path / "old"
-    shutil.copytree(package_dir, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["config"]["resize"]
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    old = AnomalyModel.from_package(copy)
+    old = AnomalyModel.from_package(saved_without(package_dir, "resize", tmp_path))
     assert old.config.resize == "square" and old.config.input_shape(100, 300) == (old.config.input_size,) * 2
     clean, _ = planted(9, "spot")
     assert old.predict([clean.image[:, :120]])[0].heatmap.shape == (SIZE, 120)
