@@ -120,16 +120,11 @@ class DirectModels:
         return len(shots) / seconds, {name: value / len(shots) for name, value in spent.items()}
 
 
-def line_pids(stack: LineStack) -> list[int]:
-    pids = [stage.pid for stage in stack.stages]
-    pids += [server.process.pid for server in (stack.broker, stack.redis) if server is not None and server.process is not None]
-    return pids
-
-
 @contextmanager
 def line_paused(stack: LineStack) -> Iterator[None]:
-    """The line's processes stopped (SIGSTOP) for a while, then resumed (SIGCONT)."""
-    pids = line_pids(stack)
+    """The line's processes (stages, broker, Redis) stopped (SIGSTOP) for a while, then resumed (SIGCONT)."""
+    pids = [stage.pid for stage in stack.stages]
+    pids += [server.process.pid for server in (stack.broker, stack.redis) if server is not None and server.process is not None]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:

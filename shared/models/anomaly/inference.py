@@ -19,9 +19,9 @@ from lineinspect.shared.models.package import ModelPackage, load_package
 
 UNKNOWN_TYPE = "unknown"
 TYPE_NEIGHBOURS = 5
-# What packages saved before these settings existed were built and calibrated with.
-PACKAGES_BEFORE_KEEP_ASPECT = {"resize": "square"}
-PACKAGES_BEFORE_EXACT_RERANK = {"exact_rerank": 0}
+# What packages saved before these settings existed were built and calibrated with:
+# square inputs (before `resize`), no exact re-search (before `exact_rerank`).
+OLDER_PACKAGE_SETTINGS = {"resize": "square", "exact_rerank": 0}
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class AnomalyModel:
         if not isinstance(package, ModelPackage):
             package = load_package(package, expected_kind="anomaly")
         manifest = package.manifest
-        settings = {**PACKAGES_BEFORE_KEEP_ASPECT, **PACKAGES_BEFORE_EXACT_RERANK, **manifest.config}
+        settings = {**OLDER_PACKAGE_SETTINGS, **manifest.config}
         labels = list(settings.pop("defect_type_labels", []))
         config = AnomalyConfig.model_validate(settings)
         tensors = package.tensors

@@ -164,26 +164,32 @@ class NearestPatchSearch:
             queries = queries @ self.projection
         return queries.contiguous()
 
+    def _nearest_in_whole_bank(self, queries: torch.Tensor) -> torch.Tensor:
+        """Squared distance, without |q|^2, of each projected query to the nearest patch of the
+        whole bank, in blocks of queries and bank patches so memory stays bounded."""
+        best = torch.full((len(queries),), math.inf)
+        for start in range(0, len(queries), 2048):
+            chunk = queries[start : start + 2048]
+            for first in range(0, len(self.bank), 65536):
+                members = slice(first, first + 65536)
+                nearest = squared_distances(chunk, self.bank[members], self._bank_sq[members]).min(1).values
+                best[start : start + len(chunk)] = torch.minimum(best[start : start + len(chunk)], nearest)
+        return best
+
     def exact_distances(self, queries: torch.Tensor) -> torch.Tensor:
         """(Q, D) -> (Q,) Euclidean distance to the nearest patch of the whole bank, however
         it is indexed: for the few queries where an approximate answer is not good enough."""
         queries = self._projected(queries)
-        best = torch.full((len(queries),), math.inf)
-        for start in range(0, len(self.bank), 65536):  # bounded memory for large banks
-            members = slice(start, start + 65536)
-            best = torch.minimum(best, squared_distances(queries, self.bank[members], self._bank_sq[members]).min(1).values)
-        return (best + (queries * queries).sum(1)).clamp_min(0).sqrt()
+        return (self._nearest_in_whole_bank(queries) + (queries * queries).sum(1)).clamp_min(0).sqrt()
 
     def distances(self, queries: torch.Tensor) -> torch.Tensor:
         """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
         queries = self._projected(queries)
         queries_sq = (queries * queries).sum(1)
-        best = torch.full((len(queries),), math.inf)
         if self.centroids is None:
-            for start in range(0, len(queries), 2048):
-                chunk = queries[start : start + 2048]
-                best[start : start + len(chunk)] = squared_distances(chunk, self.bank, self._bank_sq).min(1).values
+            best = self._nearest_in_whole_bank(queries)
         else:
+            best = torch.full((len(queries),), math.inf)
             probes = min(self.probes, len(self.centroids))
             lists = squared_distances(queries, self.centroids, self._centroids_sq).topk(probes, dim=1, largest=False).indices
             pair_lists = lists.reshape(-1)
