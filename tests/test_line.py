@@ -100,6 +100,7 @@ class Line:
         while time.monotonic() < deadline:
             if frame_ids <= {letter.frame_id for letter in self.run.deadletter_records}:
                 return
+            self.stack.check_stages()
             time.sleep(0.2)
         seen = {letter.frame_id for letter in self.run.deadletter_records}
         raise AssertionError(f"no dead letter for {sorted(frame_ids - seen)} after {timeout_s:.0f} s")

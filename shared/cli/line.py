@@ -155,6 +155,7 @@ def _tail_verdicts(settings: Settings, from_beginning: bool, limit: int | None, 
 
     from kafka import KafkaConsumer
 
+    from lineinspect.shared.streaming.in_order import InOrder, first_record, log_start
     from lineinspect.shared.streaming.topics import Topics
 
     topic = Topics(settings.topic_prefix).verdicts
@@ -162,14 +163,14 @@ def _tail_verdicts(settings: Settings, from_beginning: bool, limit: int | None, 
         topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
+    in_order = InOrder(consumer, log_start(consumer) if from_beginning else first_record)
     shown, last = 0, time.monotonic()
     try:
         while limit is None or shown < limit:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    sys.stdout.write(record.value.decode() + "\n")
-                    shown += 1
-                    last = time.monotonic()
+            for record in in_order.records(consumer.poll(timeout_ms=500)):
+                sys.stdout.write(record.value.decode() + "\n")
+                shown += 1
+                last = time.monotonic()
             sys.stdout.flush()
             if timeout is not None and time.monotonic() - last > timeout:
                 break

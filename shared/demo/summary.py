@@ -11,7 +11,8 @@ from kafka import KafkaConsumer
 
 from lineinspect.schemas import DeadLetter, Verdict
 from lineinspect.shared.config import Settings
-from lineinspect.shared.streaming.clients import largest_output_bytes
+from lineinspect.shared.streaming.clients import fetch_size_limits
+from lineinspect.shared.streaming.in_order import InOrder, log_start
 from lineinspect.shared.streaming.topics import Topics
 
 CORRECT = {("normal", "pass"), ("anomaly", "fail")}
@@ -102,16 +103,16 @@ class VerdictCollector(threading.Thread):
             topics.verdicts, topics.deadletter,
             bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_partition_fetch_bytes=largest_output_bytes(settings), fetch_max_bytes=2 * largest_output_bytes(settings),
+            **fetch_size_limits(settings),
         )
+        self.in_order = InOrder(self.consumer, log_start(self.consumer))
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
-                for records in self.consumer.poll(timeout_ms=200).values():
-                    for record in records:
-                        self._take(record.topic, record.value)
+                for record in self.in_order.records(self.consumer.poll(timeout_ms=200)):
+                    self._take(record.topic, record.value)
         finally:
             self.consumer.close()
 

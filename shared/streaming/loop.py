@@ -1,7 +1,9 @@
 """The consume-process-produce loop, written once and run by every stage.
 
 Each turn of the loop, in this order, is what makes delivery at-least-once:
-  1. poll a batch of records (at most `batch_size`) from the stage's input topic;
+  1. poll a batch of records (at most `batch_size`) from the stage's input topic, each
+     partition in offset order with no holes (`in_order.py`: the embedded broker can show a
+     later record before an earlier one);
   2. decode each; what cannot be decoded, validated or is too large becomes a dead letter;
   3. process the decoded items as one batch (one model call); when the batch raises, each
      item is tried alone, `retries` more times, and an item that still fails is dead-lettered;
@@ -30,6 +32,7 @@ from lineinspect.shared.config import Settings
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.streaming.deadletter import Refused, dead_letter, frame_id_of
 from lineinspect.shared.streaming.health import StageHealth
+from lineinspect.shared.streaming.in_order import InOrder, group_start
 
 FLUSH_TIMEOUT_S = 60.0
 
@@ -75,18 +78,22 @@ def log_ids(item: Any) -> dict[str, Any]:
     return {"frame_id": getattr(frame, "frame_id", None), "camera_id": getattr(frame, "camera_id", None)}
 
 
-class HealthOnRebalance(ConsumerRebalanceListener):
+class OnRebalance(ConsumerRebalanceListener):
     """Reports a member's partitions the moment the group changes them, inside `poll`, so
-    health never shows partitions this member has already given up."""
+    health never shows partitions this member has already given up; and has the in-order
+    reader ask again where each newly given partition starts."""
 
-    def __init__(self, health: StageHealth, log: Any) -> None:
+    def __init__(self, health: StageHealth, in_order: InOrder, log: Any) -> None:
         self.health = health
+        self.in_order = in_order
         self.log = log
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self.in_order.forget(revoked)
         self.health.update(state="joining", partitions=[])
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.in_order.forget(assigned)
         partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
         # Ready once the group gave this member its partitions (none: an idle spare).
         self.health.update(state="consuming" if partitions else "joining", partitions=partitions)
@@ -114,7 +121,8 @@ class StageLoop:
         self.max_input_bytes = max_input_bytes or settings.max_frame_bytes
         self.log = get_logger("lineinspect.loop", stage=stage.name)
         self._stopping = threading.Event()
-        self.consumer.subscribe(topics=list(stage.input_topics), listener=HealthOnRebalance(self.health, self.log))
+        self.in_order = InOrder(consumer, group_start(consumer), log=self.log)
+        self.consumer.subscribe(topics=list(stage.input_topics), listener=OnRebalance(self.health, self.in_order, self.log))
 
     # ---- control -------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -138,7 +146,7 @@ class StageLoop:
                 polled = self.consumer.poll(
                     timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
                 )
-                records = [record for batch in polled.values() for record in batch]
+                records = self.in_order.records(polled)
                 if records:
                     self.run_batch(records)
                     last_record_at = time.monotonic()
