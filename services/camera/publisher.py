@@ -1,10 +1,11 @@
 """Publishing frames like line cameras do: one `Frame` event per shot on topic `frames`, keyed
 by camera_id, at a steady frame rate for the whole line (or as fast as the broker takes them)."""
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -18,12 +19,44 @@ from lineinspect.shared.logs import get_logger
 
 Encoding = Literal["png", "jpeg"]
 JPEG_QUALITY = 90
+AHEAD_MAX_BYTES = 256 << 20  # pictures drawn before publishing starts (raw + encoded)
 
 
 @dataclass
 class Camera:
     camera_id: str
     shots: Iterator[Shot]
+
+
+def encoded_as(shot: Shot, encoding: Encoding, jpeg_quality: int = JPEG_QUALITY) -> bytes:
+    """The shot's file bytes when they are already in this encoding, else encoded now."""
+    if shot.encoded is not None and encoded_format(shot.encoded) == encoding:
+        return shot.encoded
+    return encode_png(shot.image) if encoding == "png" else encode_jpeg(shot.image, jpeg_quality)
+
+
+def rendered_ahead(
+    cameras: list[Camera], frames: int, encoding: Encoding = "png", max_bytes: int = AHEAD_MAX_BYTES,
+) -> list[Camera]:
+    """The cameras with their next shots drawn and encoded now, in the order `Publisher.publish`
+    takes them (round-robin), up to `frames` or `max_bytes` of pictures; later shots are drawn
+    while publishing, as before. A real camera costs the inspection host no CPU to capture a
+    frame; a simulated one rendering a 256 px synthetic frame takes about 21 ms and its PNG 4 ms
+    (2-core AMD EPYC), which the line's stages would lose while the clock runs."""
+    ahead: dict[str, list[Shot]] = {camera.camera_id: [] for camera in cameras}
+    live = list(cameras)
+    drawn = held = 0
+    while live and drawn < frames and held < max_bytes:
+        camera = live[drawn % len(live)]
+        shot = next(camera.shots, None)
+        if shot is None:
+            live.remove(camera)
+            continue
+        shot = replace(shot, encoded=encoded_as(shot, encoding))
+        ahead[camera.camera_id].append(shot)
+        drawn += 1
+        held += shot.image.nbytes + len(shot.encoded or b"")
+    return [Camera(camera.camera_id, itertools.chain(ahead[camera.camera_id], camera.shots)) for camera in cameras]
 
 
 class Publisher:
@@ -56,10 +89,7 @@ class Publisher:
         )
 
     def image_bytes(self, shot: Shot) -> bytes:
-        """The shot's file bytes when they are already in the camera's encoding, else encoded now."""
-        if shot.encoded is not None and encoded_format(shot.encoded) == self.encoding:
-            return shot.encoded
-        return encode_png(shot.image) if self.encoding == "png" else encode_jpeg(shot.image, self.jpeg_quality)
+        return encoded_as(shot, self.encoding, self.jpeg_quality)
 
     def publish(
         self,

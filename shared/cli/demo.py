@@ -142,7 +142,7 @@ def _packages(args: argparse.Namespace, use_demo: bool) -> Path | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from lineinspect.services.camera.publisher import Publisher
+    from lineinspect.services.camera.publisher import Publisher, rendered_ahead
     from lineinspect.shared.config import get_settings
     from lineinspect.shared.demo.summary import LineRun, VerdictCollector
     from lineinspect.shared.monitor.labels import label_for_shot
@@ -168,6 +168,7 @@ def _demo(args: argparse.Namespace) -> int:
         stack.start_infrastructure(embedded_broker=True, embedded_redis="LINEINSPECT_REDIS_URL" not in os.environ)
         ensure_topics(stack.settings)
         stack.start_stages(threads=args.threads, services=SERVICES)
+        cameras = rendered_ahead(_demo_cameras(args), args.frames)  # while the stages load their models
         _wait_until_ready(stack, SERVICES)
         collector = VerdictCollector(stack.settings, run)
         collector.start()
@@ -186,7 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
                 producer.send(topics.labels, key=frame.frame_id.encode(), value=label.model_dump_json().encode())
             progress.show(_progress_text(run, started))
 
-        publisher.publish(_demo_cameras(args), args.frames, args.fps or None, on_frame=published)
+        publisher.publish(cameras, args.frames, args.fps or None, on_frame=published)
         producer.close()
         last_count, last_change = -1, time.monotonic()
         while run.pending():
