@@ -22,6 +22,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from lineinspect.shared.logs import get_logger
 
@@ -33,11 +34,13 @@ StartOffset = Callable[[TopicPartition], int | None]
 
 def group_start(consumer: KafkaConsumer) -> StartOffset:
     """Where a group member starts a partition it was given: the group's committed offset, or
-    the log's beginning when nothing was committed (the line's consumers reset to earliest)."""
+    the log's beginning when nothing was committed or retention removed the committed record
+    (the line's consumers reset to earliest)."""
 
     def start(tp: TopicPartition) -> int | None:
         committed = consumer.committed(tp)
-        return committed if committed is not None else consumer.beginning_offsets([tp])[tp]
+        beginning = consumer.beginning_offsets([tp])[tp]
+        return beginning if committed is None else max(committed, beginning)
 
     return start
 
@@ -53,6 +56,8 @@ def first_record(_: TopicPartition) -> None:
 
 
 class InOrder:
+    """One consumer's polled records, each partition handed out in offset order up to its first hole."""
+
     def __init__(
         self, consumer: KafkaConsumer, start: StartOffset, patience_s: float = HOLE_PATIENCE_S, log: Any = None,
     ) -> None:
@@ -71,7 +76,7 @@ class InOrder:
         for tp, batch in polled.items():
             expected = self._next.get(tp)
             if expected is None:
-                expected = self.start(tp)
+                expected = self._start_of(tp)
             for record in batch:
                 if expected is not None and record.offset > expected and not self._hole_is_real(tp, expected, record.offset):
                     self.log.debug("offset not stored yet; fetching again", topic=tp.topic, partition=tp.partition,
@@ -95,6 +100,14 @@ class InOrder:
         for tp in partitions:
             self._next.pop(tp, None)
         self._hole_seen = {key: seen for key, seen in self._hole_seen.items() if key[0] in self._next}
+
+    def _start_of(self, tp: TopicPartition) -> int | None:
+        try:
+            return self.start(tp)
+        except KafkaError as exc:  # the broker's answer is a nicety here, not worth a stage
+            self.log.warning("could not ask where a partition starts; reading from its first record",
+                             topic=tp.topic, partition=tp.partition, error=repr(exc))
+            return None
 
     def _hole_is_real(self, tp: TopicPartition, missing: int, arrived: int) -> bool:
         now = time.monotonic()
