@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 
 from lineinspect.shared.config import MIB
 from lineinspect.shared.streaming.embedded import EmbeddedBroker
@@ -92,3 +93,25 @@ def test_a_tail_reader_gets_every_big_record_written_beside_a_stream_of_small_on
     # Without the rewind this reader missed about a third of the big records.
     assert tail.offsets == list(range(bigs + smalls)), "each offset once, in order"
     assert tail.sizes.count(len(payload)) == bigs
+
+
+def _record(tp: TopicPartition, offset: int) -> ConsumerRecord:
+    fields = dict.fromkeys(ConsumerRecord._fields, None)
+    fields.update(topic=tp.topic, partition=tp.partition, offset=offset, value=b"v", headers=[])
+    return ConsumerRecord(**fields)
+
+
+def test_a_hole_is_fetched_again_until_the_patience_runs_out_then_passed(broker: EmbeddedBroker) -> None:
+    # A hole that never fills (offsets of a compacted or transactional topic) cannot be made on
+    # the embedded broker, so the polled records here are made by hand; the consumer is real.
+    tp = _topic(broker)
+    consumer = _reader(broker, tp)
+    in_order = InOrder(consumer, lambda _: 0, patience_s=0.3)
+    polled = {tp: [_record(tp, 0), _record(tp, 1), _record(tp, 4), _record(tp, 5)]}
+    assert [r.offset for r in in_order.records(polled)] == [0, 1]
+    assert consumer.position(tp) == 2, "rewound to the first missing offset"
+    assert [r.offset for r in in_order.records({tp: polled[tp][2:]})] == []
+    time.sleep(0.35)
+    assert [r.offset for r in in_order.records({tp: polled[tp][2:]})] == [4, 5], "passed once the patience ran out"
+    assert in_order.refetches == 2
+    consumer.close()
