@@ -70,7 +70,7 @@ class InOrder:
         self.refetches = 0
 
     def records(self, polled: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> list[ConsumerRecord]:
-        """The polled records each partition can hand out in order; rewinds past any hole."""
+        """The polled records each partition can hand out in order; rewinds a partition to its first hole."""
         taken: list[ConsumerRecord] = []
         rewound = False
         for tp, batch in polled.items():
