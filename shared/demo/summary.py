@@ -61,6 +61,7 @@ class LineRun:
             first_published = min(self.published_at.values(), default=started)
         span = (max(seen) - first_published) if seen else 0.0
         decisions = {name: sum(v.decision == name for v in verdicts.values()) for name in ("pass", "fail", "review")}
+        reviews = [v for v in verdicts.values() if v.decision == "review"]
         return {
             "frames_published": len(self.truth),
             "verdicts": len(verdicts),
@@ -71,6 +72,11 @@ class LineRun:
             "accuracy": (sum(pair in CORRECT for pair in decided) / len(decided)) if decided else None,
             "accuracy_n": len(decided),
             "review_fraction": (decisions["review"] / len(verdicts)) if verdicts else None,
+            # Why frames went to review: a grade-3 mask, or else a score inside the review band.
+            "review_causes": {
+                "untrustworthy_mask": sum(v.mask_grade == 3 for v in reviews),
+                "score_near_threshold": sum(v.mask_grade != 3 for v in reviews),
+            },
             "frames_per_second": (len(verdicts) / span) if span > 0 else None,
             "sustained_frames_per_second": sustained_rate(seen),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
