@@ -35,27 +35,37 @@ def encoded_as(shot: Shot, encoding: Encoding, jpeg_quality: int = JPEG_QUALITY)
     return encode_png(shot.image) if encoding == "png" else encode_jpeg(shot.image, jpeg_quality)
 
 
-def rendered_ahead(
-    cameras: list[Camera], frames: int, encoding: Encoding = "png", max_bytes: int = AHEAD_MAX_BYTES,
-) -> list[Camera]:
-    """The cameras with their next shots drawn and encoded now, in the order `Publisher.publish`
-    takes them (round-robin), up to `frames` or `max_bytes` of pictures; later shots are drawn
-    while publishing, as before. A real camera costs the inspection host no CPU to capture a
-    frame; a simulated one rendering a 256 px synthetic frame takes about 21 ms and its PNG 4 ms
-    (2-core AMD EPYC), which the line's stages would lose while the clock runs."""
-    ahead: dict[str, list[Shot]] = {camera.camera_id: [] for camera in cameras}
+def in_turn(cameras: list[Camera]) -> Iterator[tuple[Camera, Shot]]:
+    """Each camera's next shot in turn, the order a line publishes them; a camera whose source
+    ends leaves the turn. Shots are drawn only as they are asked for."""
     live = list(cameras)
-    drawn = held = 0
-    while live and drawn < frames and held < max_bytes:
-        camera = live[drawn % len(live)]
+    turn = 0
+    while live:
+        camera = live[turn % len(live)]
         shot = next(camera.shots, None)
         if shot is None:
             live.remove(camera)
             continue
+        yield camera, shot
+        turn += 1
+
+
+def rendered_ahead(
+    cameras: list[Camera], frames: int, encoding: Encoding = "png", max_bytes: int = AHEAD_MAX_BYTES,
+) -> list[Camera]:
+    """The cameras with their next shots drawn and encoded now, in the order `Publisher.publish`
+    takes them, up to `frames` or `max_bytes` of pictures; later shots are drawn while
+    publishing, as before. A real camera costs the inspection host no CPU to capture a frame; a
+    simulated one rendering a 256 px synthetic frame takes about 21 ms and its PNG 4 ms (2-core
+    AMD EPYC), which the line's stages would lose while the clock runs."""
+    ahead: dict[str, list[Shot]] = {camera.camera_id: [] for camera in cameras}
+    held = 0
+    for camera, shot in itertools.islice(in_turn(cameras), max(frames, 0)):
         shot = replace(shot, encoded=encoded_as(shot, encoding))
         ahead[camera.camera_id].append(shot)
-        drawn += 1
         held += shot.image.nbytes + len(shot.encoded or b"")
+        if held >= max_bytes:
+            break
     return [Camera(camera.camera_id, itertools.chain(ahead[camera.camera_id], camera.shots)) for camera in cameras]
 
 
@@ -99,19 +109,18 @@ class Publisher:
         on_frame: Callable[[Frame, Shot], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> int:
-        """Publish round-robin over the cameras until `frames` are out or every source ends;
+        """Publish the cameras' shots in turn until `frames` are out or every source ends;
         `fps` is the whole line's rate (None = as fast as possible). Returns frames published."""
-        live = list(cameras)
+        shots = in_turn(cameras)
         interval = 1.0 / fps if fps else 0.0
         next_at = time.monotonic()
         sent = 0
         pending: list = []
-        while live and (frames is None or sent < frames) and not should_stop():
-            camera = live[sent % len(live)]
-            shot = next(camera.shots, None)
-            if shot is None:
-                live.remove(camera)
-                continue
+        while (frames is None or sent < frames) and not should_stop():
+            drawn = next(shots, None)
+            if drawn is None:  # every source ended
+                break
+            camera, shot = drawn
             if interval:
                 delay = next_at - time.monotonic()
                 if delay > 0:

@@ -180,12 +180,11 @@ class NearestPatchSearch:
         """(Q, D) -> (Q,) Euclidean distance to the nearest patch of the whole bank, however
         it is indexed: for the few queries where an approximate answer is not good enough."""
         queries = self._projected(queries)
-        return (self._nearest_in_whole_bank(queries) + (queries * queries).sum(1)).clamp_min(0).sqrt()
+        return _euclidean(self._nearest_in_whole_bank(queries), queries)
 
     def distances(self, queries: torch.Tensor) -> torch.Tensor:
         """(Q, D) -> (Q,) Euclidean distance to the nearest bank patch (probed partitions only)."""
         queries = self._projected(queries)
-        queries_sq = (queries * queries).sum(1)
         if self.centroids is None:
             best = self._nearest_in_whole_bank(queries)
         else:
@@ -204,7 +203,12 @@ class NearestPatchSearch:
                 if members.stop > members.start:
                     nearest = squared_distances(queries[who], self.bank[members], self._bank_sq[members]).min(1).values
                     best[who] = torch.minimum(best[who], nearest)
-        return (best + queries_sq).clamp_min(0).sqrt()
+        return _euclidean(best, queries)
+
+
+def _euclidean(partial: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Distances from the squared distances without |q|^2 that `squared_distances` gives."""
+    return (partial + (queries * queries).sum(1)).clamp_min(0).sqrt()
 
 
 def principal_axes(vectors: torch.Tensor, dims: int, seed: int = 0, sample: int = 65536) -> torch.Tensor:
