@@ -61,9 +61,9 @@ def rendered_ahead(
     ahead: dict[str, list[Shot]] = {camera.camera_id: [] for camera in cameras}
     held = 0
     for camera, shot in itertools.islice(in_turn(cameras), max(frames, 0)):
-        shot = replace(shot, encoded=encoded_as(shot, encoding))
-        ahead[camera.camera_id].append(shot)
-        held += shot.image.nbytes + len(shot.encoded or b"")
+        encoded = encoded_as(shot, encoding)
+        ahead[camera.camera_id].append(replace(shot, encoded=encoded))
+        held += shot.image.nbytes + len(encoded)
         if held >= max_bytes:
             break
     return [Camera(camera.camera_id, itertools.chain(ahead[camera.camera_id], camera.shots)) for camera in cameras]

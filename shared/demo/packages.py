@@ -22,6 +22,8 @@ from lineinspect.shared.models.reviewer.config import ReviewerConfig
 from lineinspect.shared.models.reviewer.training import train_reviewer
 
 DEMO_IMAGE_TYPES = ("disc", "plate", "bracket")
+# Both of the demo's synthetic sets: 70 % of the normals train, the rest half calibration, half test.
+DEMO_SPLIT = SplitPlan(0.7, calibration_fraction=0.5)
 READY_MARK = ".complete"
 
 
@@ -84,7 +86,7 @@ def demo_packages(cache: Path, training: DemoTraining = STANDARD, progress: bool
     shutil.rmtree(folder, ignore_errors=True)
     data = folder / "data"
     manifest = synthesize_dataset(data, list(DEMO_IMAGE_TYPES), training.images_per_type, seed=0, size=training.size)
-    rows = split_rows(read_manifest(manifest), SplitPlan(0.7, calibration_fraction=0.5), seed=0)
+    rows = split_rows(read_manifest(manifest), DEMO_SPLIT, seed=0)
 
     mask = MaskConfig(input_size=training.mask_input_size, max_minutes=training.mask_minutes)
     train_mask(rows, folder / "mask", mask, progress=progress, manifest_path=str(manifest), max_steps=training.max_steps)
@@ -96,7 +98,7 @@ def demo_packages(cache: Path, training: DemoTraining = STANDARD, progress: bool
     anomaly_manifest = synthesize_dataset(
         data / "anomaly", list(DEMO_IMAGE_TYPES), training.anomaly_images_per_type, seed=1, size=training.size
     )
-    anomaly_rows = split_rows(read_manifest(anomaly_manifest), SplitPlan(0.7, calibration_fraction=0.5), seed=0)
+    anomaly_rows = split_rows(read_manifest(anomaly_manifest), DEMO_SPLIT, seed=0)
     served_rows = with_served_masks(anomaly_rows, MaskFinder.from_package(folder / "mask"), data / "served_masks")
     anomaly_routes = {}
     for image_type in DEMO_IMAGE_TYPES:
