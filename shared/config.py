@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     data_dir: Path = _PROJECT_ROOT.parent / "shared" / "data"
     # Threads torch may use for inference and training; 0 = torch's default (all cores).
     torch_threads: int = 0
+    # Number format of the networks: bfloat16 where the CPU has it natively (auto), else float32.
+    compute_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Number format the networks compute in: auto = bfloat16 on CPUs with AVX512-BF16 or AMX, else float32.",
+    )
 
     # ---- the line ---------------------------------------------------------------------
     line_id: str = Field("line-1", description="Production line this deployment serves; in every frame and verdict.")

@@ -18,6 +18,7 @@ from lineinspect.shared.models.anomaly.training import train_anomaly
 from lineinspect.shared.models.mask.config import MaskConfig
 from lineinspect.shared.models.mask.inference import MaskFinder
 from lineinspect.shared.models.mask.training import train_mask
+from lineinspect.shared.models.precision import compute_precision
 from lineinspect.shared.models.reviewer.config import ReviewerConfig
 from lineinspect.shared.models.reviewer.training import train_reviewer
 
@@ -52,9 +53,10 @@ class DemoTraining:
         # v6: the reviewer trains on shuffled colours and punched openings;
         # v5: the mask finder trains on BCE + Lovasz hinge, the anomaly model keeps aspect ratios;
         # v4: the mask finder's sub-pixel head; v3: anomaly packages carry a drift reference.
+        # The number format is part of the key: thresholds are calibrated in it (precision.py).
         return (
             f"v7-{self.images_per_type}-{self.anomaly_images_per_type}-{self.size}-{self.mask_minutes:g}-"
-            f"{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}"
+            f"{self.mask_input_size}-{self.reviewer_minutes:g}-{self.max_steps}-{compute_precision()}"
         )
 
 

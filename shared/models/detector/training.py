@@ -23,6 +23,7 @@ from lineinspect.shared.models.detector.inference import postprocess, to_frame_b
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
+from lineinspect.shared.models.precision import autocast
 from lineinspect.shared.models.schedule import EarlyStopping
 
 GRADIENT_CLIP = 10.0
@@ -102,7 +103,8 @@ def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, con
     predictions: list[list[Box]] = []
     for start in range(0, len(data.images), config.batch_size):
         batch = to_input_tensor(list(data.images[start : start + config.batch_size]))
-        outputs = network(batch.contiguous(memory_format=torch.channels_last))
+        with autocast():
+            outputs = tuple(o.float() for o in network(batch.contiguous(memory_format=torch.channels_last)))
         size = config.input_size
         predictions += [to_frame_boxes(raw, class_names, size, size, size) for raw in postprocess(outputs, where, config)]
     return predictions
@@ -119,6 +121,27 @@ def best_confidence(truths: Sequence[Sequence[Box]], predictions: Sequence[Seque
         if f1 > best[1]:
             best = (float(confidence), f1)
     return best
+
+
+class WeightAverage:
+    """Exponential moving average of a network's weights and batch-norm statistics, its decay
+    ramping up from 0 so the first steps' random head does not linger (as YOLOv5 does)."""
+
+    RAMP_STEPS = 300
+
+    def __init__(self, network: torch.nn.Module, decay: float) -> None:
+        def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor | int) -> torch.Tensor:
+            weight = decay * (1 - math.exp(-int(updates) / self.RAMP_STEPS))
+            return averaged * weight + current * (1 - weight)
+
+        self.averaged = torch.optim.swa_utils.AveragedModel(network, avg_fn=average, use_buffers=True)
+
+    def update(self, network: torch.nn.Module) -> None:
+        self.averaged.update_parameters(network)
+
+    @property
+    def network(self) -> DetectorNet:
+        return self.averaged.module
 
 
 def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping: EarlyStopping) -> torch.optim.lr_scheduler.LambdaLR:
@@ -166,6 +189,7 @@ def train_detector(
     steps_per_epoch = max(1, int(np.ceil(len(train.images) / config.batch_size)))
     stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
     scheduler = budget_schedule(optimiser, config.epochs * steps_per_epoch, stopping)
+    average = WeightAverage(network, config.weight_average) if config.weight_average > 0 else None
     step = 0
     history = []
     bar = tqdm(range(config.epochs), desc="detector", unit="epoch", disable=not progress)
@@ -178,23 +202,29 @@ def train_detector(
             picked = [augment(train.images[i], train.boxes[i], train.labels[i], rng) for i in order[start : start + config.batch_size]]
             targets = [assign(where, torch.from_numpy(b), torch.from_numpy(lab), config.centre_radius) for _, b, lab in picked]
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
-            loss = detection_loss(network(batch), targets, where)
+            # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
+            with autocast():
+                outputs = tuple(o.float() for o in network(batch))
+            loss = detection_loss(outputs, targets, where)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
             optimiser.step()
             scheduler.step()
+            if average is not None:
+                average.update(network)
             losses.update({k: float(v.detach()) for k, v in loss.items()})
             batches += 1
             step += 1
             if stopping.out_of_steps(step):
                 break
-        figures = coco_metrics(validation_truths, predict_boxed(network, validation, where, config, class_names), class_names)
+        shipped = average.network if average is not None else network
+        figures = coco_metrics(validation_truths, predict_boxed(shipped, validation, where, config, class_names), class_names)
         history.append({"epoch": epoch, **{f"loss_{k}": round(v / batches, 4) for k, v in losses.items()},
                         "validation_map50": round(figures["map50"], 4), "validation_map50_95": round(figures["map50_95"], 4)})
         bar.set_postfix(loss=f"{losses['total'] / batches:.3f}", map50=f"{figures['map50']:.3f}", map=f"{figures['map50_95']:.3f}")
         log.info("epoch", **history[-1])
-        stopping.update(epoch, figures["map50_95"], network)
+        stopping.update(epoch, figures["map50_95"], shipped)
         if stopping.should_stop(epoch, step):
             break
     assert stopping.best_state is not None
