@@ -5,8 +5,9 @@ CPUs with AVX512-BF16 or AMX (recent AMD EPYC and Intel Xeon) run oneDNN's bfloa
 convolutions 2-3x faster than float32: on a 2-core EPYC with AVX512-BF16 the detector infers
 in 6-9 instead of 13-25 ms per image and trains in 40 instead of 70-80 ms. Without them
 bfloat16 is emulated and 5-10x *slower*, so `auto` only picks it where it is native.
-Convolutions and matrix products run in bfloat16 with float32 accumulation (torch.autocast);
-everything downstream (memory-bank search, losses, thresholds) stays float32.
+Inside a network, convolutions and matrix products run in bfloat16 with float32 accumulation
+and activations are kept in bfloat16 (torch.autocast); its outputs and everything downstream
+(memory-bank search, heatmaps, losses, thresholds) are float32.
 
 `LINEINSPECT_COMPUTE_PRECISION` = auto | float32 | bfloat16 overrides the choice. Scores
 differ slightly between the two formats, so each package records the format it was
@@ -60,11 +61,10 @@ def uses_bf16() -> bool:
 
 
 @contextmanager
-def autocast(enabled: bool | None = None) -> Iterator[None]:
+def autocast() -> Iterator[None]:
     """Convolutions and matrix products in bfloat16 inside the block when this process
-    computes in bfloat16 (or `enabled` says so); a no-op otherwise."""
-    on = uses_bf16() if enabled is None else enabled
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+    computes in bfloat16; a no-op otherwise."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=uses_bf16()):
         yield
 
 
