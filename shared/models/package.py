@@ -192,11 +192,11 @@ def load_package(path: str | Path, expected_kind: str | None = None) -> ModelPac
         raise ModelPackageError(f"{path}: is a {manifest.kind!r} package, expected {expected_kind!r}")
     verify_files(path, manifest)
     tensors = load_file(str(path / WEIGHTS_NAME))
-    calibrated_in = manifest.training_data.get("compute_precision")
-    if calibrated_in is not None and calibrated_in != compute_precision():
+    calibrated_in, computing_in = manifest.training_data.get("compute_precision"), compute_precision()
+    if calibrated_in is not None and calibrated_in != computing_in:
         get_logger(__name__).warning(
             "package calibrated in another number format; its scores can differ slightly from its evaluation",
-            package=str(path), calibrated_in=calibrated_in, computing_in=compute_precision(),
+            package=str(path), calibrated_in=calibrated_in, computing_in=computing_in,
             hint="retrain on this machine, or set LINEINSPECT_COMPUTE_PRECISION to the package's format",
         )
     return ModelPackage(path=path, manifest=manifest, tensors=tensors)

@@ -68,6 +68,13 @@ def autocast() -> Iterator[None]:
         yield
 
 
+def float32_outputs(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """A network's output (a tensor or a tuple of them) in float32, as autocast may leave it bfloat16."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float()
+    return tuple(o.float() for o in outputs)
+
+
 class Bf16Inference(torch.nn.Module):
     """Wraps a network for bfloat16 inference: channels-last input, autocast, float32 out
     (a tensor or a tuple of tensors, as the network returns)."""
@@ -79,6 +86,4 @@ class Bf16Inference(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             outputs = self.network(x.contiguous(memory_format=torch.channels_last))
-        if isinstance(outputs, torch.Tensor):
-            return outputs.float()
-        return tuple(o.float() for o in outputs)
+        return float32_outputs(outputs)

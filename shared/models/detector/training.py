@@ -23,7 +23,7 @@ from lineinspect.shared.models.detector.inference import postprocess, to_frame_b
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
-from lineinspect.shared.models.precision import autocast
+from lineinspect.shared.models.precision import autocast, float32_outputs
 from lineinspect.shared.models.schedule import EarlyStopping
 
 GRADIENT_CLIP = 10.0
@@ -104,7 +104,7 @@ def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, con
     for start in range(0, len(data.images), config.batch_size):
         batch = to_input_tensor(list(data.images[start : start + config.batch_size]))
         with autocast():
-            outputs = tuple(o.float() for o in network(batch.contiguous(memory_format=torch.channels_last)))
+            outputs = float32_outputs(network(batch.contiguous(memory_format=torch.channels_last)))
         size = config.input_size
         predictions += [to_frame_boxes(raw, class_names, size, size, size) for raw in postprocess(outputs, where, config)]
     return predictions
@@ -204,7 +204,7 @@ def train_detector(
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
-                outputs = tuple(o.float() for o in network(batch))
+                outputs = float32_outputs(network(batch))
             loss = detection_loss(outputs, targets, where)
             optimiser.zero_grad()
             loss["total"].backward()
