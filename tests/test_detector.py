@@ -118,7 +118,7 @@ def planted_rows(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestRow]:
 
 @pytest.mark.slow
 def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: list[ManifestRow], tmp_path: Path) -> None:
-    config = DetectorConfig(input_size=SIZE, batch_size=8, epochs=40, patience=40, learning_rate=4e-3, validation_fraction=0.25)
+    config = DetectorConfig(input_size=SIZE, batch_size=8, epochs=60, patience=60, learning_rate=4e-3, validation_fraction=0.25)
     package = train_detector(planted_rows, tmp_path / "detector", config, progress=False, max_steps=300)
     detector = Detector.from_package(package.path)
     rng = np.random.default_rng(99)

@@ -10,7 +10,13 @@ import torch
 from lineinspect.shared.config import get_settings
 from lineinspect.shared.models.backbone import Lite0Features, frozen_for_inference
 from lineinspect.shared.models.package import load_package, save_package
-from lineinspect.shared.models.precision import Bf16Inference, compute_precision, cpu_has_native_bf16
+from lineinspect.shared.models.precision import (
+    Bf16Inference,
+    autocast,
+    compute_precision,
+    cpu_has_native_bf16,
+    train_depthwise_in_float32,
+)
 
 
 @pytest.fixture
@@ -59,6 +65,34 @@ def test_bfloat16_inference_gives_float32_features_close_to_float32() -> None:
         assert result.dtype == torch.float32 and result.shape == reference.shape
         relative = (result - reference).norm() / reference.norm()
         assert relative < 0.08, f"bfloat16 features {relative:.3f} away from float32 (relative L2)"
+
+
+def test_trainable_depthwise_convolutions_train_in_float32_under_bfloat16(precision_setting) -> None:
+    import copy
+
+    features = Lite0Features((4,), pretrained=False)
+    for frozen in (features.stem, *features.blocks[:3]):
+        frozen.requires_grad_(False)
+    keys = list(features.state_dict())
+    precision_setting("float32")
+    assert train_depthwise_in_float32(features) == 0
+    precision_setting("bfloat16")
+    # Blocks 3 and 4 train: one depthwise convolution each. The frozen ones keep bfloat16
+    # (their forward pass is faster in it, and they have no backward pass).
+    assert train_depthwise_in_float32(features) == 2
+    assert list(features.state_dict()) == keys
+    trained, frozen = features.blocks[4]._depthwise_conv, features.blocks[1]._depthwise_conv
+    seen: dict[str, torch.dtype] = {}
+    trained.register_forward_hook(lambda module, args, output: seen.__setitem__("trained", output.dtype))
+    frozen.register_forward_hook(lambda module, args, output: seen.__setitem__("frozen", output.dtype))
+    with autocast():
+        out = features(torch.randn(2, 3, 64, 64))[0]
+    out.float().sum().backward()
+    assert seen == {"trained": torch.float32, "frozen": torch.bfloat16}
+    assert trained.weight.grad is not None and trained.weight.grad.dtype == torch.float32
+    # A copy (the weights' moving average is one) keeps computing in float32.
+    assert type(copy.deepcopy(features).blocks[4]._depthwise_conv) is type(trained)
+    assert train_depthwise_in_float32(features) == 0
 
 
 def test_a_package_records_the_format_it_was_calibrated_in(tmp_path: Path, precision_setting) -> None:

@@ -9,6 +9,11 @@ Inside a network, convolutions and matrix products run in bfloat16 with float32 
 and activations are kept in bfloat16 (torch.autocast); its outputs and everything downstream
 (memory-bank search, heatmaps, losses, thresholds) are float32.
 
+One exception in training: the backward pass of a depthwise convolution (Lite0's MBConv
+blocks) is 2.5-3.5x slower in bfloat16 than in float32 on that CPU (oneDNN, channels-last;
+its forward pass is faster in bfloat16), so `train_depthwise_in_float32` keeps a network's
+depthwise convolutions in float32 while it trains.
+
 `LINEINSPECT_COMPUTE_PRECISION` = auto | float32 | bfloat16 overrides the choice. Scores
 differ slightly between the two formats, so each package records the format it was
 calibrated in and loading one on a machine that computes in the other logs a warning.
@@ -16,11 +21,12 @@ calibrated in and loading one on a machine that computes in the other logs a war
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import nn
 
 from lineinspect.shared.config import get_settings
 
@@ -66,6 +72,44 @@ def autocast() -> Iterator[None]:
     computes in bfloat16; a no-op otherwise."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=uses_bf16()):
         yield
+
+
+class _Float32Forward:
+    """Mixin: the module's forward in float32 with autocast off (its output is float32; the
+    next convolution under autocast takes it back to bfloat16)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())  # type: ignore[misc]
+
+
+@cache
+def _float32_class(cls: type[nn.Module]) -> type[nn.Module]:
+    return type(f"Float32{cls.__name__}", (_Float32Forward, cls), {})
+
+
+def train_depthwise_in_float32(network: nn.Module) -> int:
+    """Make every trainable depthwise convolution of `network` compute in float32 (in place;
+    its class is swapped for a float32 subclass, so weights and state-dict keys stay as they
+    are). A no-op unless this process computes in bfloat16. Returns how many it changed.
+
+    Measured on a 2-core EPYC with AVX512-BF16, forward + backward of a batch of 16 (5x5,
+    channels-last): 144 channels at 80 px 193 ms in bfloat16, 55 ms in float32; 672 at 20 px
+    77 and 33 ms. The detector's training step at 320 px: 80 -> 55 ms per image."""
+    if not uses_bf16():
+        return 0
+    changed = 0
+    for module in network.modules():
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.groups > 1
+            and module.groups == module.in_channels
+            and module.weight.requires_grad
+            and not isinstance(module, _Float32Forward)
+        ):
+            module.__class__ = _float32_class(type(module))
+            changed += 1
+    return changed
 
 
 def float32_outputs(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:

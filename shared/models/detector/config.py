@@ -12,7 +12,9 @@ class DetectorConfig(BaseModel):
             "Frames are resized to this square size (pixels); a multiple of 32. NEU-DET's 200 px frames upscaled: "
             "on a 2-core AMD EPYC with AVX512-BF16 (bench/detector_accuracy.py, bfloat16, 40-min budget) 320 gave test "
             "mAP@0.5 0.732 / mAP@0.5:0.95 0.333 at 84 images/s (31 epochs), 256 gave 0.707 / 0.317 at 127 images/s "
-            "(40 epochs). On an AVX2 machine in float32, 256 gave 0.714 / 0.315 at 42 images/s and 192 0.675 / 0.295."
+            "(40 epochs); on a slower day of that machine, with depthwise convolutions training in float32, 320 gave "
+            "0.736 / 0.331 at 61 images/s (26 epochs). On an AVX2 machine in float32, 256 gave 0.714 / 0.315 at 42 "
+            "images/s and 192 0.675 / 0.295."
         ),
     )
     fpn_channels: int = Field(96, ge=16, description="Width of the feature pyramid and the head.")
