@@ -95,7 +95,7 @@ def train_depthwise_in_float32(network: nn.Module) -> int:
 
     Measured on a 2-core EPYC with AVX512-BF16, forward + backward of a batch of 16 (5x5,
     channels-last): 144 channels at 80 px 193 ms in bfloat16, 55 ms in float32; 672 at 20 px
-    77 and 33 ms. The detector's training step at 320 px: 80 -> 55 ms per image."""
+    77 and 33 ms. The detector's training step at 320 px: 80-86 -> 60-63 ms per image."""
     if not uses_bf16():
         return 0
     changed = 0
