@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
+from lineinspect.shared.models.detector.augment import mosaic
 from lineinspect.shared.models.detector.boxes import assign, box_iou, centreness, decode, encode, locations, non_maximum_suppression
 from lineinspect.shared.models.detector.config import DetectorConfig
 from lineinspect.shared.models.detector.inference import Detector
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
-from lineinspect.shared.models.detector.training import split_for_training, train_detector
+from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample
 from planted import DEFECT_TYPES, planted_frame
 from planted import planted_rows as make_planted_rows
 
@@ -80,6 +81,45 @@ def test_locations_near_a_box_centre_learn_it_on_the_level_for_its_size() -> Non
     assert torch.allclose(decode(where.points[positive], targets.distances[positive]), thin.expand(int(positive.sum()), 4))
     # No boxes: every location is background.
     assert (assign(where, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1.5).labels == -1).all()
+
+
+def test_a_mosaic_keeps_the_boxes_of_its_four_pieces_on_their_defects() -> None:
+    """Four frames of one grey each, with a small box of a brighter grey and one box over the
+    whole frame: in the mosaic every box lies on its own frame's pixels, small boxes are
+    cut to their piece, and each piece carries its whole-frame box."""
+    size = 96
+    samples = []
+    for index in range(4):
+        image = np.full((size, size, 3), 40 * index + 20, np.uint8)
+        image[30:60, 40:70] = 40 * index + 30
+        boxes = np.array([[40, 30, 70, 60], [0, 0, size, size]], np.float32)
+        samples.append((image, boxes, np.array([2 * index, 2 * index + 1])))
+    for seed in range(20):
+        frame, boxes, labels = mosaic(samples, np.random.default_rng(seed))
+        assert frame.shape == (size, size, 3) and boxes.shape == (len(labels), 4)
+        assert (boxes >= 0).all() and (boxes <= size).all() and (boxes[:, 2:] - boxes[:, :2] >= 2).all()
+        assert sorted(labels[labels % 2 == 1].tolist()) == [1, 3, 5, 7]
+        for box, label in zip(boxes.astype(int), labels):
+            source = int(label) // 2
+            inside = frame[box[1] : box[3], box[0] : box[2], 0]
+            if label % 2:
+                assert set(np.unique(inside)) <= {40 * source + 20, 40 * source + 30}
+            else:
+                assert (inside == 40 * source + 30).all()
+
+
+def test_training_frames_are_mosaics_in_the_share_asked_for() -> None:
+    images = np.stack([np.full((32, 32, 3), 50 * index, np.uint8) for index in range(4)])
+    train = BoxedImages([], images, [np.array([[4, 4, 28, 28]], np.float32)] * 4, [np.array([index]) for index in range(4)])
+    rng = np.random.default_rng(0)
+    plain = [training_sample(train, 1, 0.0, rng) for _ in range(20)]
+    assert all(np.shares_memory(frame, images[1]) and labels.tolist() == [1] for frame, _, labels in plain)
+    mixed = [training_sample(train, 1, 0.5, rng) for _ in range(200)]
+    mosaics = [frame for frame, _, _ in mixed if not np.shares_memory(frame, images)]
+    assert 70 <= len(mosaics) <= 130
+    # A mosaic shows image 1 in its top-left piece, and pieces of the others elsewhere.
+    assert all(frame[0, 0, 0] == 50 for frame in mosaics)
+    assert any(len(np.unique(frame)) > 1 for frame in mosaics)
 
 
 def test_non_maximum_suppression_keeps_the_best_box_of_each_defect_type() -> None:

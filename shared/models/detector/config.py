@@ -29,9 +29,14 @@ class DetectorConfig(BaseModel):
             "weights); it ramps up over the first few hundred steps."
         ),
     )
+    mosaic: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of training frames made as a mosaic of four images, up to the last fifth of training (then none).",
+    )
     batch_size: int = Field(16, ge=1, description="Frames per training step.")
     learning_rate: float = Field(2e-3, gt=0, description="Head learning rate; the pretrained encoder gets a quarter.")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
+    box_loss_weight: float = Field(1.0, gt=0, description="Weight of the GIoU box loss against the class loss (ATSS and GFL use 2).")
     centre_radius: float = Field(1.5, gt=0, description="Locations within this many strides of a box centre learn that box (FCOS centre sampling).")
     score_threshold: float = Field(0.05, ge=0, lt=1, description="Lowest confidence kept before non-maximum suppression.")
     nms_iou: float = Field(0.5, gt=0, le=1, description="Boxes of one defect type overlapping more than this are suppressed.")

@@ -98,7 +98,7 @@ def giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def detection_loss(
-    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: list[Targets], where: Locations
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: list[Targets], where: Locations, box_weight: float = 1.0
 ) -> dict[str, torch.Tensor]:
     """FCOS losses of a batch, each normalised by the number of positive locations."""
     class_logits, distances, centre_logits = outputs
@@ -121,6 +121,6 @@ def detection_loss(
         zero = distances.sum() * 0 + centre_logits.sum() * 0
         losses["boxes"] = zero
         losses["centreness"] = zero
-    losses["total"] = losses["classes"] + losses["boxes"] + losses["centreness"]
+    losses["total"] = losses["classes"] + box_weight * losses["boxes"] + losses["centreness"]
     return losses
 

@@ -16,7 +16,7 @@ from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.models.backbone import EncoderFineTuning, resize_to, square_input_preprocessing, to_input_tensor
-from lineinspect.shared.models.detector.augment import augment
+from lineinspect.shared.models.detector.augment import Sample, augment, mosaic
 from lineinspect.shared.models.detector.boxes import Locations, assign, locations
 from lineinspect.shared.models.detector.config import DetectorConfig
 from lineinspect.shared.models.detector.inference import postprocess, to_frame_boxes
@@ -27,6 +27,8 @@ from lineinspect.shared.models.precision import autocast, float32_outputs, train
 from lineinspect.shared.models.schedule import EarlyStopping
 
 GRADIENT_CLIP = 10.0
+# Mosaics stop for the last part of training, so the end fits whole frames as they come (YOLOX, YOLOv8).
+MOSAIC_ENDS_AT = 0.8
 CONFIDENCE_GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
 
@@ -38,6 +40,9 @@ class BoxedImages:
     images: np.ndarray  # (N, S, S, 3) uint8
     boxes: list[np.ndarray]  # per image (M, 4) float32 in input pixels
     labels: list[np.ndarray]  # per image (M,) class index
+
+    def sample(self, index: int) -> Sample:
+        return self.images[index], self.boxes[index], self.labels[index]
 
     def truths(self, class_names: Sequence[str]) -> list[list[Box]]:
         return [
@@ -144,9 +149,21 @@ class WeightAverage:
         return self.averaged.module
 
 
+def training_progress(step: int, total_steps: int, stopping: EarlyStopping) -> float:
+    """How far training is, 0 to 1, by whichever runs out first: the steps or the time budget."""
+    return min(1.0, max(step / total_steps, stopping.seconds / 60 / stopping.max_minutes))
+
+
+def training_sample(train: BoxedImages, index: int, mosaic_share: float, rng: np.random.Generator) -> Sample:
+    """Image `index` with its boxes, or with that share a mosaic of it and three random others."""
+    if mosaic_share > 0 and rng.random() < mosaic_share:
+        return mosaic([train.sample(index), *(train.sample(int(j)) for j in rng.integers(len(train.images), size=3))], rng)
+    return train.sample(index)
+
+
 def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping: EarlyStopping) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up, then cosine annealing over whichever runs out first, the steps or the time
-    budget: on a slower machine the rate still reaches its low end before `max_minutes`."""
+    """Warm-up, then cosine annealing over `training_progress`: on a slower machine the rate
+    still reaches its low end before `max_minutes`."""
     warmup = max(1, min(200, total_steps // 10))
     state = {"step": 0}
 
@@ -154,8 +171,7 @@ def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping
         state["step"] += 1
         if state["step"] <= warmup:
             return state["step"] / warmup
-        progress = min(1.0, max(state["step"] / total_steps, stopping.seconds / 60 / stopping.max_minutes))
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * training_progress(state["step"], total_steps, stopping)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
 
@@ -190,7 +206,8 @@ def train_detector(
     optimiser = tuning.optimiser
     steps_per_epoch = max(1, int(np.ceil(len(train.images) / config.batch_size)))
     stopping = EarlyStopping(config.patience, config.max_minutes, higher_is_better=True, max_steps=max_steps)
-    scheduler = budget_schedule(optimiser, config.epochs * steps_per_epoch, stopping)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = budget_schedule(optimiser, total_steps, stopping)
     average = WeightAverage(network, config.weight_average) if config.weight_average > 0 else None
     step = 0
     history = []
@@ -201,13 +218,14 @@ def train_detector(
         losses: Counter = Counter()
         batches = 0
         for start in range(0, len(order), config.batch_size):
-            picked = [augment(train.images[i], train.boxes[i], train.labels[i], rng) for i in order[start : start + config.batch_size]]
+            mosaics = config.mosaic if training_progress(step, total_steps, stopping) < MOSAIC_ENDS_AT else 0.0
+            picked = [augment(*training_sample(train, int(i), mosaics, rng), rng) for i in order[start : start + config.batch_size]]
             targets = [assign(where, torch.from_numpy(b), torch.from_numpy(lab), config.centre_radius) for _, b, lab in picked]
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
                 outputs = float32_outputs(network(batch))
-            loss = detection_loss(outputs, targets, where)
+            loss = detection_loss(outputs, targets, where, config.box_loss_weight)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
