@@ -13,21 +13,23 @@ MIN_VISIBLE_SHARE = 0.4
 # In a mosaic piece the rest of a box is cut off, not shifted out of sight: a box keeps its
 # visible part down to this share (YOLOv5's rule), since its defect is still there to see.
 MOSAIC_MIN_VISIBLE_SHARE = 0.1
-# ... unless what is left of it fills this share of the frame (a crazed sheet cut to a small piece).
-FILLS_FRAME_SHARE = 0.5
+# ... or less, when what is left of it fills this share of the piece (a crazed sheet cut small).
+MOSAIC_FILLS_PIECE_SHARE = 0.5
 MIN_SIDE_PX = 2.0
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]  # image, boxes, labels
 
 
-def boxes_within(boxes: np.ndarray, labels: np.ndarray, width: float, height: float, min_share: float) -> tuple[np.ndarray, np.ndarray]:
+def boxes_within(
+    boxes: np.ndarray, labels: np.ndarray, width: float, height: float, min_share: float, fills_share: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes clipped to the frame (0, 0, width, height), keeping those with at least
-    `min_share` of their area (or `FILLS_FRAME_SHARE` of the frame) and `MIN_SIDE_PX` on each
-    side inside it."""
+    `min_share` of their area inside it, or whose inside part covers `fills_share` of the
+    frame, and `MIN_SIDE_PX` on each side."""
     clipped = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
     area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
-    seen = (visible >= min_share * np.maximum(area, 1e-6)) | (visible >= FILLS_FRAME_SHARE * width * height)
+    seen = (visible >= min_share * np.maximum(area, 1e-6)) | (visible >= fills_share * width * height)
     keep = seen & ((clipped[:, 2:] - clipped[:, :2]).min(axis=1) >= MIN_SIDE_PX)
     return clipped[keep], labels[keep]
 
@@ -47,7 +49,7 @@ def mosaic(samples: Sequence[Sample], rng: np.random.Generator) -> Sample:
         width, height = x2 - x1, y2 - y1
         left, top = int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
         frame[y1:y2, x1:x2] = image[top : top + height, left : left + width]
-        kept, kept_labels = boxes_within(boxes - np.array([left, top, left, top], np.float32), labels, width, height, MOSAIC_MIN_VISIBLE_SHARE)
+        kept, kept_labels = boxes_within(boxes - np.array([left, top, left, top], np.float32), labels, width, height, MOSAIC_MIN_VISIBLE_SHARE, MOSAIC_FILLS_PIECE_SHARE)
         boxes_out.append(kept + np.array([x1, y1, x1, y1], np.float32))
         labels_out.append(kept_labels)
     return frame, np.concatenate(boxes_out).reshape(-1, 4), np.concatenate(labels_out)
