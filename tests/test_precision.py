@@ -1,6 +1,7 @@
 """The number format the networks compute in: bfloat16 only where the CPU has it natively or
 the setting asks for it, float32 results either way, and packages that say which they used."""
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +69,6 @@ def test_bfloat16_inference_gives_float32_features_close_to_float32() -> None:
 
 
 def test_trainable_depthwise_convolutions_train_in_float32_under_bfloat16(precision_setting) -> None:
-    import copy
-
     features = Lite0Features((4,), pretrained=False)
     for frozen in (features.stem, *features.blocks[:3]):
         frozen.requires_grad_(False)
