@@ -11,14 +11,33 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.models.detector.augment import mosaic
-from lineinspect.shared.models.detector.boxes import assign, box_iou, centreness, decode, encode, locations, non_maximum_suppression
-from lineinspect.shared.models.detector.config import DetectorConfig
+from lineinspect.shared.models.detector.boxes import (
+    assign,
+    assign_adaptive,
+    box_iou,
+    centreness,
+    decode,
+    encode,
+    locations,
+    non_maximum_suppression,
+)
+from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.inference import Detector
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
-from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample
+from lineinspect.shared.models.detector.torch_model import (
+    DetectorNet,
+    detection_loss,
+    distribution_focal_loss,
+)
+from lineinspect.shared.models.detector.training import (
+    BoxedImages,
+    split_for_training,
+    train_detector,
+    training_sample,
+)
+from lineinspect.shared.models.package import save_package
 from planted import DEFECT_TYPES, planted_frame
 from planted import planted_rows as make_planted_rows
 
@@ -83,6 +102,27 @@ def test_locations_near_a_box_centre_learn_it_on_the_level_for_its_size() -> Non
     assert (assign(where, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1.5).labels == -1).all()
 
 
+def test_adaptive_assignment_picks_the_level_whose_anchors_fit_the_box() -> None:
+    where = locations(128, (8, 16, 32))
+    # Anchors are squares of 8 strides: 64, 128 and 256 px.
+    small = torch.tensor([[20.0, 20.0, 44.0, 44.0]])
+    targets = assign_adaptive(where, small, torch.tensor([1]))
+    positive = targets.labels >= 0
+    assert set(where.strides[positive].tolist()) == {8.0} and (targets.labels[positive] == 1).all()
+    assert ((where.points[positive] > 20) & (where.points[positive] < 44)).all()
+    assert torch.allclose(decode(where.points[positive], targets.distances[positive]), small.expand(int(positive.sum()), 4))
+    # A 128 px box fits the stride-16 anchors best; the small box inside it keeps its own locations.
+    boxes = torch.tensor([[0.0, 0.0, 128.0, 128.0], [56.0, 56.0, 72.0, 72.0]])
+    targets = assign_adaptive(where, boxes, torch.tensor([0, 1]))
+    assert set(where.strides[targets.labels == 0].tolist()) == {16.0}
+    assert set(where.strides[targets.labels == 1].tolist()) == {8.0}
+    assert ((where.points[targets.labels == 1] > 56) & (where.points[targets.labels == 1] < 72)).all()
+    # Every box is learnt somewhere, a long thin one too; no boxes: all background.
+    thin = torch.tensor([[57.0, 4.0, 65.0, 124.0]])
+    assert (assign_adaptive(where, thin, torch.tensor([0])).labels == 0).any()
+    assert (assign_adaptive(where, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)).labels == -1).all()
+
+
 def test_a_mosaic_keeps_the_boxes_of_its_four_pieces_on_their_defects() -> None:
     """Four frames of one grey each, with a small box of a brighter grey and one box over the
     whole frame: in the mosaic every box lies on its own frame's pixels, small boxes are
@@ -135,6 +175,50 @@ def test_non_maximum_suppression_keeps_the_best_box_of_each_defect_type() -> Non
     assert non_maximum_suppression(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.5, 10).tolist() == []
 
 
+def test_quality_focal_class_scores_learn_the_iou_of_their_box() -> None:
+    where = locations(SIZE, (8, 16, 32))
+    box = torch.tensor([[16.0, 16.0, 48.0, 48.0]])
+    targets = [assign(where, box, torch.tensor([1]), centre_radius=1.5)]
+    positive = targets[0].labels >= 0
+    assert positive.any()
+    # Every positive location predicts the box shifted right by a quarter of its width: IoU 0.6.
+    shifted = targets[0].distances.clone()
+    shifted[:, 0] -= 8
+    shifted[:, 2] += 8
+    distances = torch.where(positive[:, None], shifted, torch.zeros_like(shifted))[None]
+    centres = torch.zeros(1, len(positive))
+
+    def class_loss(probability: float, quality_focal: bool) -> float:
+        logits = torch.full((1, len(positive), 2), -20.0)
+        logits[0, positive, 1] = torch.logit(torch.tensor(probability))
+        return float(detection_loss((logits, distances, centres), targets, where, quality_focal=quality_focal)["classes"])
+
+    scores = [0.3, 0.5, 0.6, 0.7, 0.9]
+    assert min(scores, key=lambda p: class_loss(p, quality_focal=True)) == 0.6
+    # Plain focal loss pushes the score of a positive location towards 1 whatever its box.
+    assert min(scores, key=lambda p: class_loss(p, quality_focal=False)) == 0.9
+
+
+def test_distance_bins_learn_each_side_as_a_distribution_around_the_true_distance() -> None:
+    # A side 2.25 strides away: the loss is lowest with 3/4 of the mass on bin 2 and 1/4 on bin 3.
+    def side_loss(mass: dict[int, float]) -> float:
+        probabilities = torch.full((1, 4, 9), 1e-6)
+        for index, share in mass.items():
+            probabilities[..., index] = share
+        return float(distribution_focal_loss(probabilities.log(), torch.full((1, 4), 2.25)))
+
+    assert side_loss({2: 0.75, 3: 0.25}) < min(side_loss({2: 1.0}), side_loss({2: 0.5, 3: 0.5}), side_loss({1: 0.75, 2: 0.25}))
+    # The network's distance is the expectation of the bins, in pixels.
+    network = DetectorNet(2, width=16, head_convs=1, pretrained=False, distance_bins=8).eval()
+    with torch.no_grad():
+        classes, distances, centres, side_logits = network.forward_for_training(torch.zeros(1, 3, SIZE, SIZE))
+        plain = network(torch.zeros(1, 3, SIZE, SIZE))
+    assert side_logits.shape == (*distances.shape, 9) and torch.equal(plain[1], distances)
+    strides = locations(SIZE, network.strides).strides
+    expected = (side_logits.softmax(-1) * torch.arange(9.0)).sum(-1) * strides[None, :, None]
+    assert torch.allclose(distances, expected, atol=1e-4)
+
+
 def test_map_is_one_for_perfect_boxes_and_falls_for_misplaced_ones() -> None:
     truths = [[Box(10, 10, 50, 50, "spot")], [Box(0, 0, 100, 20, "scratch"), Box(60, 60, 90, 90, "spot")]]
     perfect = [[Box(b.x1, b.y1, b.x2, b.y2, b.defect_type, score=0.9) for b in image] for image in truths]
@@ -157,8 +241,13 @@ def planted_rows(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestRow]:
 
 
 @pytest.mark.slow
-def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: list[ManifestRow], tmp_path: Path) -> None:
-    config = DetectorConfig(input_size=SIZE, batch_size=8, epochs=60, patience=60, learning_rate=4e-3, validation_fraction=0.25)
+@pytest.mark.parametrize(
+    "options",
+    [{}, FCOS_SETTINGS],
+    ids=["defaults", "fcos"],
+)
+def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: list[ManifestRow], tmp_path: Path, options: dict) -> None:
+    config = DetectorConfig(input_size=SIZE, batch_size=8, epochs=60, patience=60, learning_rate=4e-3, validation_fraction=0.25, **options)
     package = train_detector(planted_rows, tmp_path / "detector", config, progress=False, max_steps=300)
     detector = Detector.from_package(package.path)
     rng = np.random.default_rng(99)
@@ -174,6 +263,18 @@ def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: li
     assert [(b.x1, b.score, b.defect_type) for b in again] == [(b.x1, b.score, b.defect_type) for b in detector.predict([frames[0][0]], all_boxes=True)[0]]
     assert package.manifest.preprocessing["classes"] == ["scratch", "spot"]
     assert 0 < package.manifest.thresholds["confidence"] < 1
+
+
+def test_a_package_saved_before_the_gfl_options_loads_as_plain_fcos(tmp_path: Path) -> None:
+    network = DetectorNet(2, width=16, head_convs=1, pretrained=False)
+    old_config = DetectorConfig(input_size=SIZE, fpn_channels=16, head_convs=1).model_dump(mode="json")
+    for key in FCOS_SETTINGS:
+        del old_config[key]
+    package = save_package(tmp_path / "old", "detector", network.state_dict(), input_size=[SIZE, SIZE],
+                           preprocessing={"classes": ["scratch", "spot"]}, config=old_config, thresholds={"confidence": 0.3})
+    detector = Detector.from_package(package.path)
+    assert {key: getattr(detector.config, key) for key in FCOS_SETTINGS} == FCOS_SETTINGS
+    assert isinstance(detector.predict([np.zeros((SIZE, SIZE, 3), np.uint8)], all_boxes=True)[0], list)
 
 
 def test_validation_is_held_out_of_train_per_defect_type(planted_rows: list[ManifestRow]) -> None:

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "detector",
         help="supervised defect detector: boxes, defect type and confidence, from labelled boxes",
         description=(
-            "Trains an anchor-free (FCOS-style) detector on the labelled boxes of split 'train' (from "
+            "Trains an anchor-free detector (FCOS-style, with GFL's IoU-aware class scores, distance distributions "
+            "and ATSS assignment) on the labelled boxes of split 'train' (from "
             "`datasets import voc`, split with --train-anomaly-fraction), with augmentation and early stopping on "
             "mAP@0.5:0.95 of split 'validation' (or a held-out share of train). The deployed confidence is the "
             "F1-best on validation. Training stops after --set max_minutes=40 at the latest, learning rate annealed."

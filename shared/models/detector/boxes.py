@@ -1,6 +1,6 @@
 """Box geometry of the FCOS-style detector: the locations each pyramid level predicts at,
 encoding a box as distances from a location to its four sides and back, choosing which
-box each location learns, and non-maximum suppression.
+box each location learns (FCOS centre sampling, or ATSS), and non-maximum suppression.
 
 Boxes are (x1, y1, x2, y2) float pixels, x2/y2 exclusive (the manifest's convention).
 """
@@ -19,6 +19,9 @@ import torch
 LEVEL_RANGE_PER_STRIDE = 4.0
 # Locations given to a box that the rules above leave without any (see `_cover_thin_boxes`).
 THIN_BOX_LOCATIONS = 9
+# ATSS: candidates per level nearest a box's centre, and the anchor side in strides (the paper's 9 and 8).
+ATSS_CANDIDATES_PER_LEVEL = 9
+ATSS_ANCHOR_SCALE = 8.0
 
 
 @dataclass(frozen=True)
@@ -85,19 +88,10 @@ def assign(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, centre_r
     strides of its centre, on the level whose range holds the box's size there; the smallest
     such box when several qualify. A box left without any location gets the free ones inside
     it nearest its centre."""
-    count = where.points.shape[0]
     if boxes.numel() == 0:
-        return Targets(torch.full((count,), -1, dtype=torch.long), torch.zeros(count, 4))
+        return _background(where)
     points = where.points
-    distances = torch.stack(
-        [
-            points[:, None, 0] - boxes[None, :, 0],
-            points[:, None, 1] - boxes[None, :, 1],
-            boxes[None, :, 2] - points[:, None, 0],
-            boxes[None, :, 3] - points[:, None, 1],
-        ],
-        dim=2,
-    )  # (P, M, 4)
+    distances = _side_distances(points, boxes)
     inside = distances.min(dim=2).values > 0
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     radius = where.strides[:, None] * centre_radius
@@ -105,13 +99,75 @@ def assign(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, centre_r
     reach = distances.max(dim=2).values
     on_level = (reach >= where.ranges[:, None, 0]) & (reach <= where.ranges[:, None, 1])
     candidate = inside & near_centre & on_level
-    areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(count, -1)
+    areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(len(points), -1)
     areas = torch.where(candidate, areas, torch.full_like(areas, float("inf")))
     smallest_area, chosen = areas.min(dim=1)
     positive = torch.isfinite(smallest_area)
+    return _targets(points, distances, centres, inside, positive, chosen, labels)
+
+
+def assign_adaptive(where: Locations, boxes: torch.Tensor, labels: torch.Tensor) -> Targets:
+    """ATSS (Zhang et al. 2020): on every level, the locations nearest a box's centre are its
+    candidates; those whose anchor (a square of `ATSS_ANCHOR_SCALE` strides) overlaps the box
+    by at least the mean + standard deviation of the candidates' IoUs, and that lie inside the
+    box, learn it; the box it overlaps most when several qualify. The levels a box is learnt
+    on follow from its shape and size instead of fixed ranges."""
+    if boxes.numel() == 0:
+        return _background(where)
+    points = where.points
+    distances = _side_distances(points, boxes)
+    inside = distances.min(dim=2).values > 0
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = where.strides[:, None] * ATSS_ANCHOR_SCALE / 2
+    overlap = torch.from_numpy(box_iou(torch.cat([points - half, points + half], dim=1).numpy(), boxes.numpy())).float()  # (P, M)
+    to_centre = torch.cdist(points, centres)  # (P, M)
+    candidate = torch.zeros_like(overlap, dtype=torch.bool)
+    columns = torch.arange(len(boxes))
+    start = 0
+    for count in torch.unique_consecutive(where.strides, return_counts=True)[1].tolist():
+        nearest = to_centre[start : start + count].topk(min(ATSS_CANDIDATES_PER_LEVEL, count), dim=0, largest=False).indices
+        candidate[start + nearest, columns] = True
+        start += count
+    candidate_overlap = torch.where(candidate, overlap, torch.zeros_like(overlap))
+    candidates = candidate.sum(dim=0)
+    mean = candidate_overlap.sum(dim=0) / candidates
+    spread = ((candidate_overlap - mean) ** 2 * candidate).sum(dim=0) / (candidates - 1).clamp_min(1)
+    chosen_for_box = candidate & inside & (overlap >= mean + spread.sqrt())
+    best, chosen = torch.where(chosen_for_box, overlap, torch.full_like(overlap, -1.0)).max(dim=1)
+    return _targets(points, distances, centres, inside, best >= 0, chosen, labels)
+
+
+def _background(where: Locations) -> Targets:
+    count = where.points.shape[0]
+    return Targets(torch.full((count,), -1, dtype=torch.long), torch.zeros(count, 4))
+
+
+def _side_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Distances (left, top, right, bottom) from every point to every box: (P, M, 4)."""
+    return torch.stack(
+        [
+            points[:, None, 0] - boxes[None, :, 0],
+            points[:, None, 1] - boxes[None, :, 1],
+            boxes[None, :, 2] - points[:, None, 0],
+            boxes[None, :, 3] - points[:, None, 1],
+        ],
+        dim=2,
+    )
+
+
+def _targets(
+    points: torch.Tensor,
+    distances: torch.Tensor,
+    centres: torch.Tensor,
+    inside: torch.Tensor,
+    positive: torch.Tensor,
+    chosen: torch.Tensor,
+    labels: torch.Tensor,
+) -> Targets:
+    """Targets from each location's chosen box, after giving boxes left without a location some."""
     _cover_thin_boxes(points, centres, inside, positive, chosen)
     target_labels = torch.where(positive, labels[chosen], torch.full_like(chosen, -1))
-    target_distances = distances[torch.arange(count), chosen] * positive[:, None]
+    target_distances = distances[torch.arange(len(points)), chosen] * positive[:, None]
     return Targets(target_labels, target_distances)
 
 

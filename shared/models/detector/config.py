@@ -1,6 +1,13 @@
 """Settings of the defect detector, recorded in each package."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+# Packages saved before the GFL-style defaults recorded no value for these: they were trained,
+# and must run, as plain FCOS.
+FCOS_SETTINGS = {"box_loss_weight": 1.0, "quality_focal": False, "distance_bins": 0, "assignment": "centre"}
 
 
 class DetectorConfig(BaseModel):
@@ -14,7 +21,8 @@ class DetectorConfig(BaseModel):
             "mAP@0.5 0.732 / mAP@0.5:0.95 0.333 at 84 images/s (31 epochs), 256 gave 0.707 / 0.317 at 127 images/s "
             "(40 epochs); on a slower day of that machine, with depthwise convolutions training in float32, 320 gave "
             "0.736 / 0.331 at 61 images/s (26 epochs). On an AVX2 machine in float32, 256 gave 0.714 / 0.315 at 42 "
-            "images/s and 192 0.675 / 0.295."
+            "images/s and 192 0.675 / 0.295. With the GFL/ATSS defaults on the EPYC, 320 gave 0.732 / 0.348 at 59 "
+            "images/s (26 epochs) and 384 0.708 / 0.330 at 35 images/s (17 epochs)."
         ),
     )
     fpn_channels: int = Field(96, ge=16, description="Width of the feature pyramid and the head.")
@@ -36,8 +44,29 @@ class DetectorConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="Frames per training step.")
     learning_rate: float = Field(2e-3, gt=0, description="Head learning rate; the pretrained encoder gets a quarter.")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
-    box_loss_weight: float = Field(1.0, gt=0, description="Weight of the GIoU box loss against the class loss (ATSS and GFL use 2).")
-    centre_radius: float = Field(1.5, gt=0, description="Locations within this many strides of a box centre learn that box (FCOS centre sampling).")
+    box_loss_weight: float = Field(2.0, gt=0, description="Weight of the GIoU box loss against the class loss (FCOS uses 1, ATSS and GFL 2).")
+    quality_focal: bool = Field(
+        True,
+        description=(
+            "Class scores learn the IoU of their predicted box with the truth (GFL's quality focal loss) and alone "
+            "rank the boxes, instead of focal loss on 1/0 targets with confidence sqrt(class x centre-ness)."
+        ),
+    )
+    distance_bins: int = Field(
+        16, ge=0, le=64,
+        description=(
+            "0: each box side is one regressed distance (FCOS). n > 0: a distribution over 0..n strides learnt with "
+            "GFL's distribution focal loss (GFL uses 16), whose expectation is the distance."
+        ),
+    )
+    assignment: Literal["centre", "adaptive"] = Field(
+        "adaptive",
+        description=(
+            "Which locations learn a box: 'centre' = FCOS centre sampling on the level whose size range holds the box; "
+            "'adaptive' = ATSS, the candidates nearest the box centre whose anchor overlaps it above their mean + std."
+        ),
+    )
+    centre_radius: float = Field(1.5, gt=0, description="Locations within this many strides of a box centre learn that box (FCOS centre sampling; 'centre' assignment only).")
     score_threshold: float = Field(0.05, ge=0, lt=1, description="Lowest confidence kept before non-maximum suppression.")
     nms_iou: float = Field(0.5, gt=0, le=1, description="Boxes of one defect type overlapping more than this are suppressed.")
     max_detections: int = Field(100, ge=1, description="Most boxes kept per frame.")

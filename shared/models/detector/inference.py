@@ -10,7 +10,7 @@ import torch
 
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
 from lineinspect.shared.models.detector.boxes import Locations, decode, locations, non_maximum_suppression
-from lineinspect.shared.models.detector.config import DetectorConfig
+from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.metrics import Box
 from lineinspect.shared.models.detector.torch_model import DetectorNet
 from lineinspect.shared.models.package import ModelPackage, load_package
@@ -29,13 +29,21 @@ class RawDetections:
     classes: np.ndarray  # (K,) class index
 
 
+def confidence_rule(config: DetectorConfig) -> str:
+    """How a box's confidence is made: as FCOS ranks its boxes, or the IoU-aware class score alone (GFL)."""
+    return "class probability (IoU-aware)" if config.quality_focal else "sqrt(class probability x centre-ness)"
+
+
 def postprocess(
     outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], where: Locations, config: DetectorConfig
 ) -> list[RawDetections]:
-    """Network outputs of a batch -> per frame boxes after score threshold and NMS. The
-    confidence is sqrt(class probability x centre-ness), as FCOS ranks its boxes."""
+    """Network outputs of a batch -> per frame boxes after score threshold and NMS, ranked by
+    `confidence_rule`."""
     class_logits, distances, centre_logits = outputs
-    confidence = (torch.sigmoid(class_logits) * torch.sigmoid(centre_logits)[..., None]).sqrt()
+    if config.quality_focal:
+        confidence = torch.sigmoid(class_logits)
+    else:
+        confidence = (torch.sigmoid(class_logits) * torch.sigmoid(centre_logits)[..., None]).sqrt()
     boxes_all = decode(where.points, distances).clamp(0, config.input_size)
     frames = []
     for scores, boxes in zip(confidence, boxes_all):
@@ -88,9 +96,9 @@ class Detector:
     def from_package(cls, package: ModelPackage | str | Path) -> "Detector":
         if not isinstance(package, ModelPackage):
             package = load_package(package, expected_kind="detector")
-        config = DetectorConfig.model_validate(package.manifest.config)
+        config = DetectorConfig.model_validate({**FCOS_SETTINGS, **package.manifest.config})
         class_names = package.manifest.preprocessing["classes"]
-        network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, pretrained=False)
+        network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, pretrained=False, distance_bins=config.distance_bins)
         network.load_state_dict(package.tensors, strict=True)
         return cls(config, network, class_names, float(package.manifest.thresholds["confidence"]), package.manifest.version)
 

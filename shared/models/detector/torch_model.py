@@ -2,8 +2,12 @@
 feature pyramid over the ImageNet-pretrained EfficientNet-Lite0 encoder.
 
 (N, 3, S, S) images -> per location of every level: class logits (N, P, C), box side
-distances in input pixels (N, P, 4) and a centre-ness logit (N, P). The loss is focal loss
-for classes, GIoU for boxes and binary cross-entropy for centre-ness, as in FCOS.
+distances in input pixels (N, P, 4) and a centre-ness logit (N, P). The loss is GIoU for
+boxes and binary cross-entropy for centre-ness, as in FCOS; for classes focal loss (FCOS)
+or, by default, GFL's quality focal loss for IoU-aware class scores, which then rank boxes
+alone (centre-ness is still learnt beside the boxes, as measured, but not used). By default
+each side is also a distribution over distance bins learnt with GFL's distribution focal
+loss.
 """
 
 import torch
@@ -18,6 +22,8 @@ PYRAMID_TAPS = (4, 10, 15)
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
 PRIOR_PROBABILITY = 0.01
+# GFL's weight of the distribution focal loss beside the GIoU loss.
+DISTRIBUTION_LOSS_WEIGHT = 0.25
 
 
 class Pyramid(nn.Module):
@@ -43,16 +49,21 @@ def tower(width: int, depth: int) -> nn.Sequential:
 
 
 class DetectorNet(nn.Module):
-    def __init__(self, num_classes: int, width: int = 96, head_convs: int = 2, pretrained: bool = True) -> None:
+    """With `distance_bins` > 0 each box side is a distribution over 0..bins strides (GFL's
+    general distribution) whose expectation is the distance, instead of one regressed value."""
+
+    def __init__(self, num_classes: int, width: int = 96, head_convs: int = 2, pretrained: bool = True, distance_bins: int = 0) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.distance_bins = distance_bins
         self.encoder = Lite0Features(PYRAMID_TAPS, pretrained=pretrained)
         self.strides = self.encoder.strides()
         self.pyramid = Pyramid(self.encoder.channels(), width)
         self.class_tower = tower(width, head_convs)
         self.box_tower = tower(width, head_convs)
         self.class_logits = nn.Conv2d(width, num_classes, 3, padding=1)
-        self.box_distances = nn.Conv2d(width, 4, 3, padding=1)
+        self.box_distances = nn.Conv2d(width, 4 * (distance_bins + 1) if distance_bins else 4, 3, padding=1)
+        self.register_buffer("bin_values", torch.arange(distance_bins + 1, dtype=torch.float32), persistent=False)
         self.centre_logit = nn.Conv2d(width, 1, 3, padding=1)
         # One learnt scale per level for the box distances (in strides).
         self.level_scales = nn.Parameter(torch.ones(len(self.strides)))
@@ -63,16 +74,28 @@ class DetectorNet(nn.Module):
         nn.init.constant_(self.class_logits.bias, -torch.log(torch.tensor((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)).item())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        classes, distances, centres = [], [], []
+        classes, distances, centres = self.forward_for_training(x)[:3]
+        return classes, distances, centres
+
+    def forward_for_training(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The three outputs of `forward` and, with distance bins, the logits of each side's
+        bins (N, P, 4, bins + 1) that the distribution focal loss needs."""
+        classes, distances, centres, side_logits = [], [], [], []
         for level, (stride, feature) in enumerate(zip(self.strides, self.pyramid(self.encoder(x)))):
             class_feature = self.class_tower(feature)
             box_feature = self.box_tower(feature)
             n = feature.shape[0]
             classes.append(self.class_logits(class_feature).flatten(2).transpose(1, 2))
-            scaled = F.relu(self.box_distances(box_feature) * self.level_scales[level]) * stride
-            distances.append(scaled.flatten(2).transpose(1, 2))
+            sides = self.box_distances(box_feature)
+            if self.distance_bins:
+                logits = sides.reshape(n, 4, self.distance_bins + 1, -1).permute(0, 3, 1, 2)
+                side_logits.append(logits)
+                distances.append((logits.softmax(-1) @ self.bin_values.to(logits.dtype)) * stride)
+            else:
+                distances.append((F.relu(sides * self.level_scales[level]) * stride).flatten(2).transpose(1, 2))
             centres.append(self.centre_logit(box_feature).reshape(n, -1))
-        return torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1)
+        outputs = (torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1))
+        return (*outputs, torch.cat(side_logits, 1)) if side_logits else outputs
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -84,8 +107,16 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).sum()
 
 
-def giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-box 1 - generalised IoU of (x1, y1, x2, y2) boxes."""
+def quality_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed quality focal loss (GFL): cross-entropy against soft targets (0 for background,
+    the box's IoU for its class), scaled by how far the probability is from the target."""
+    probs = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (ce * (probs - targets).abs() ** FOCAL_GAMMA).sum()
+
+
+def pairwise_iou(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU and generalised IoU of each predicted (x1, y1, x2, y2) box with its target box."""
     area_p = (predicted[:, 2] - predicted[:, 0]).clamp_min(0) * (predicted[:, 3] - predicted[:, 1]).clamp_min(0)
     area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
     top_left = torch.maximum(predicted[:, :2], target[:, :2])
@@ -94,33 +125,63 @@ def giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     union = area_p + area_t - intersection
     iou = intersection / union.clamp_min(1e-6)
     hull = (torch.maximum(predicted[:, 2:], target[:, 2:]) - torch.minimum(predicted[:, :2], target[:, :2])).clamp_min(0).prod(1)
-    return 1 - (iou - (hull - union) / hull.clamp_min(1e-6))
+    return iou, iou - (hull - union) / hull.clamp_min(1e-6)
+
+
+def distribution_focal_loss(side_logits: torch.Tensor, target_strides: torch.Tensor) -> torch.Tensor:
+    """Per-location DFL (GFL): cross-entropy of each side's bins against the two bins either
+    side of the true distance (in strides), weighted by nearness; mean over the four sides."""
+    bins = side_logits.shape[-1] - 1
+    target = target_strides.clamp(0, bins - 0.01)
+    left = target.floor().long()
+    right_weight = target - left
+    log_p = F.log_softmax(side_logits, dim=-1)
+    left_loss = -log_p.gather(-1, left[..., None]).squeeze(-1)
+    right_loss = -log_p.gather(-1, (left + 1)[..., None]).squeeze(-1)
+    return ((1 - right_weight) * left_loss + right_weight * right_loss).mean(dim=-1)
 
 
 def detection_loss(
-    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: list[Targets], where: Locations, box_weight: float = 1.0
+    outputs: tuple[torch.Tensor, ...],
+    targets: list[Targets],
+    where: Locations,
+    box_weight: float = 1.0,
+    quality_focal: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """FCOS losses of a batch, each normalised by the number of positive locations."""
-    class_logits, distances, centre_logits = outputs
+    """FCOS losses of a batch, each normalised by the number of positive locations. With
+    `quality_focal` the class score of a positive location learns the IoU of its predicted
+    box with the truth (GFL) instead of 1, so the score ranks boxes by how well they fit.
+    `outputs` are `DetectorNet.forward_for_training`'s: with distance bins, a fourth output
+    adds the distribution focal loss."""
+    class_logits, distances, centre_logits = outputs[:3]
     labels = torch.stack([t.labels for t in targets])  # (N, P)
     target_distances = torch.stack([t.distances for t in targets])  # (N, P, 4)
     positive = labels >= 0
     positives = max(int(positive.sum()), 1)
-    one_hot = torch.zeros_like(class_logits)
-    one_hot[positive] = F.one_hot(labels[positive], class_logits.shape[-1]).to(one_hot.dtype)
-    losses = {"classes": sigmoid_focal_loss(class_logits, one_hot) / positives}
+    class_targets = torch.zeros_like(class_logits)
+    class_targets[positive] = F.one_hot(labels[positive], class_logits.shape[-1]).to(class_targets.dtype)
     if positive.any():
         points = where.points[None].expand(labels.shape[0], -1, -1)[positive]
         centre_target = centreness(target_distances[positive])
         predicted_boxes = decode(points, distances[positive])
         target_boxes = decode(points, target_distances[positive])
+        iou, giou = pairwise_iou(predicted_boxes, target_boxes)
+        if quality_focal:
+            class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
         # Boxes are weighted by centre-ness: locations near a box's edge say less about it.
-        losses["boxes"] = (giou_loss(predicted_boxes, target_boxes) * centre_target).sum() / centre_target.sum().clamp_min(1e-6)
+        losses = {"boxes": ((1 - giou) * centre_target).sum() / centre_target.sum().clamp_min(1e-6)}
+        if len(outputs) > 3:
+            strides = where.strides[None].expand(labels.shape[0], -1)[positive]
+            sides = distribution_focal_loss(outputs[3][positive], target_distances[positive] / strides[:, None])
+            losses["sides"] = (sides * centre_target).sum() / centre_target.sum().clamp_min(1e-6)
         losses["centreness"] = F.binary_cross_entropy_with_logits(centre_logits[positive], centre_target, reduction="sum") / positives
     else:
         zero = distances.sum() * 0 + centre_logits.sum() * 0
-        losses["boxes"] = zero
-        losses["centreness"] = zero
-    losses["total"] = losses["classes"] + box_weight * losses["boxes"] + losses["centreness"]
+        losses = {"boxes": zero, "centreness": zero}
+        if len(outputs) > 3:
+            losses["sides"] = outputs[3].sum() * 0
+    class_loss = quality_focal_loss if quality_focal else sigmoid_focal_loss
+    losses["classes"] = class_loss(class_logits, class_targets) / positives
+    losses["total"] = losses["classes"] + box_weight * losses["boxes"] + losses["centreness"] + DISTRIBUTION_LOSS_WEIGHT * losses.get("sides", 0.0)
     return losses
 

@@ -17,9 +17,9 @@ from lineinspect.shared.images import read_image
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.models.backbone import EncoderFineTuning, resize_to, square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.detector.augment import Sample, augment, mosaic
-from lineinspect.shared.models.detector.boxes import Locations, assign, locations
+from lineinspect.shared.models.detector.boxes import Locations, Targets, assign, assign_adaptive, locations
 from lineinspect.shared.models.detector.config import DetectorConfig
-from lineinspect.shared.models.detector.inference import postprocess, to_frame_boxes
+from lineinspect.shared.models.detector.inference import confidence_rule, postprocess, to_frame_boxes
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
@@ -161,6 +161,13 @@ def training_sample(train: BoxedImages, index: int, mosaic_share: float, rng: np
     return train.sample(index)
 
 
+def learnt_boxes(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, config: DetectorConfig) -> Targets:
+    """The box each location learns in one training frame, by the config's assignment rule."""
+    if config.assignment == "adaptive":
+        return assign_adaptive(where, boxes, labels)
+    return assign(where, boxes, labels, config.centre_radius)
+
+
 def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping: EarlyStopping) -> torch.optim.lr_scheduler.LambdaLR:
     """Warm-up, then cosine annealing over `training_progress`: on a slower machine the rate
     still reaches its low end before `max_minutes`."""
@@ -198,7 +205,7 @@ def train_detector(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     # channels-last: oneDNN's convolutions train ~1.4x faster per image on our CPUs (same math).
-    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs).to(memory_format=torch.channels_last)
+    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, distance_bins=config.distance_bins).to(memory_format=torch.channels_last)
     where = locations(size, network.strides)
     tuning = EncoderFineTuning(network, config.learning_rate)
     # After freezing: only the depthwise convolutions that learn have a backward pass to speed up.
@@ -220,12 +227,12 @@ def train_detector(
         for start in range(0, len(order), config.batch_size):
             mosaics = config.mosaic if training_progress(step, total_steps, stopping) < MOSAIC_ENDS_AT else 0.0
             picked = [augment(*training_sample(train, int(i), mosaics, rng), rng) for i in order[start : start + config.batch_size]]
-            targets = [assign(where, torch.from_numpy(b), torch.from_numpy(lab), config.centre_radius) for _, b, lab in picked]
+            targets = [learnt_boxes(where, torch.from_numpy(b), torch.from_numpy(lab), config) for _, b, lab in picked]
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
-                outputs = float32_outputs(network(batch))
-            loss = detection_loss(outputs, targets, where, config.box_loss_weight)
+                outputs = float32_outputs(network.forward_for_training(batch))
+            loss = detection_loss(outputs, targets, where, config.box_loss_weight, config.quality_focal)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
@@ -263,7 +270,7 @@ def train_detector(
         preprocessing={
             **square_input_preprocessing(size),
             "classes": class_names,
-            "output": "FCOS boxes; confidence = sqrt(class probability x centre-ness); per-class NMS; scaled back to the frame",
+            "output": f"FCOS boxes; confidence = {confidence_rule(config)}; per-class NMS; scaled back to the frame",
         },
         config=config.model_dump(mode="json"),
         thresholds={"confidence": confidence, "nms_iou": config.nms_iou},
