@@ -91,9 +91,7 @@ def assign(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, centre_r
     if boxes.numel() == 0:
         return _background(where)
     points = where.points
-    distances = _side_distances(points, boxes)
-    inside = distances.min(dim=2).values > 0
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    distances, inside, centres = _box_geometry(points, boxes)
     radius = where.strides[:, None] * centre_radius
     near_centre = ((points[:, None, :] - centres[None]).abs() < radius[..., None]).all(dim=2)
     reach = distances.max(dim=2).values
@@ -115,9 +113,7 @@ def assign_adaptive(where: Locations, boxes: torch.Tensor, labels: torch.Tensor)
     if boxes.numel() == 0:
         return _background(where)
     points = where.points
-    distances = _side_distances(points, boxes)
-    inside = distances.min(dim=2).values > 0
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    distances, inside, centres = _box_geometry(points, boxes)
     half = where.strides[:, None] * ATSS_ANCHOR_SCALE / 2
     overlap = torch.from_numpy(box_iou(torch.cat([points - half, points + half], dim=1).numpy(), boxes.numpy())).float()  # (P, M)
     to_centre = torch.cdist(points, centres)  # (P, M)
@@ -142,9 +138,10 @@ def _background(where: Locations) -> Targets:
     return Targets(torch.full((count,), -1, dtype=torch.long), torch.zeros(count, 4))
 
 
-def _side_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Distances (left, top, right, bottom) from every point to every box: (P, M, 4)."""
-    return torch.stack(
+def _box_geometry(points: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distances (left, top, right, bottom) from every point to every box (P, M, 4), whether
+    each point lies inside each box (P, M), and the boxes' centres (M, 2)."""
+    distances = torch.stack(
         [
             points[:, None, 0] - boxes[None, :, 0],
             points[:, None, 1] - boxes[None, :, 1],
@@ -153,6 +150,7 @@ def _side_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         ],
         dim=2,
     )
+    return distances, distances.min(dim=2).values > 0, (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
 def _targets(
