@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.models.detector.augment import mosaic
 from lineinspect.shared.models.detector.boxes import (
@@ -26,17 +27,8 @@ from lineinspect.shared.models.detector.boxes import (
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.inference import Detector
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
-from lineinspect.shared.models.detector.torch_model import (
-    DetectorNet,
-    detection_loss,
-    distribution_focal_loss,
-)
-from lineinspect.shared.models.detector.training import (
-    BoxedImages,
-    split_for_training,
-    train_detector,
-    training_sample,
-)
+from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss, distribution_focal_loss
+from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample
 from lineinspect.shared.models.package import save_package
 from planted import DEFECT_TYPES, planted_frame
 from planted import planted_rows as make_planted_rows

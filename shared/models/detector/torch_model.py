@@ -10,6 +10,8 @@ each side is also a distribution over distance bins learnt with GFL's distributi
 loss.
 """
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,8 +67,9 @@ class DetectorNet(nn.Module):
         self.box_distances = nn.Conv2d(width, 4 * (distance_bins + 1) if distance_bins else 4, 3, padding=1)
         self.register_buffer("bin_values", torch.arange(distance_bins + 1, dtype=torch.float32), persistent=False)
         self.centre_logit = nn.Conv2d(width, 1, 3, padding=1)
-        # One learnt scale per level for the box distances (in strides).
-        self.level_scales = nn.Parameter(torch.ones(len(self.strides)))
+        if not distance_bins:
+            # One learnt scale per level for the regressed box distances (in strides).
+            self.level_scales = nn.Parameter(torch.ones(len(self.strides)))
         for conv in (self.class_logits, self.box_distances, self.centre_logit):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
@@ -74,28 +77,31 @@ class DetectorNet(nn.Module):
         nn.init.constant_(self.class_logits.bias, -torch.log(torch.tensor((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)).item())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        classes, distances, centres = self.forward_for_training(x)[:3]
-        return classes, distances, centres
+        classes, distances, centres, _ = zip(*self._levels(x))
+        return torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1)
 
     def forward_for_training(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The three outputs of `forward` and, with distance bins, the logits of each side's
         bins (N, P, 4, bins + 1) that the distribution focal loss needs."""
-        classes, distances, centres, side_logits = [], [], [], []
+        classes, distances, centres, side_logits = zip(*self._levels(x))
+        outputs = (torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1))
+        return (*outputs, torch.cat(side_logits, 1)) if self.distance_bins else outputs
+
+    def _levels(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Per pyramid level: class logits, side distances in pixels, centre-ness logits and
+        the side bins' logits (None without bins), each flattened over the level's locations."""
         for level, (stride, feature) in enumerate(zip(self.strides, self.pyramid(self.encoder(x)))):
             class_feature = self.class_tower(feature)
             box_feature = self.box_tower(feature)
             n = feature.shape[0]
-            classes.append(self.class_logits(class_feature).flatten(2).transpose(1, 2))
+            classes = self.class_logits(class_feature).flatten(2).transpose(1, 2)
+            centres = self.centre_logit(box_feature).reshape(n, -1)
             sides = self.box_distances(box_feature)
             if self.distance_bins:
                 logits = sides.reshape(n, 4, self.distance_bins + 1, -1).permute(0, 3, 1, 2)
-                side_logits.append(logits)
-                distances.append((logits.softmax(-1) @ self.bin_values.to(logits.dtype)) * stride)
+                yield classes, (logits.softmax(-1) @ self.bin_values.to(logits.dtype)) * stride, centres, logits
             else:
-                distances.append((F.relu(sides * self.level_scales[level]) * stride).flatten(2).transpose(1, 2))
-            centres.append(self.centre_logit(box_feature).reshape(n, -1))
-        outputs = (torch.cat(classes, 1), torch.cat(distances, 1), torch.cat(centres, 1))
-        return (*outputs, torch.cat(side_logits, 1)) if side_logits else outputs
+                yield classes, (F.relu(sides * self.level_scales[level]) * stride).flatten(2).transpose(1, 2), centres, None
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
