@@ -17,7 +17,7 @@ from lineinspect.services.anomaly.detections import detector_only_result, detect
 from lineinspect.services.anomaly.heatmap import HEATMAP_SCALE, heatmap_png
 from lineinspect.shared.config import Settings
 from lineinspect.shared.line.frames import frame_json, frame_mask
-from lineinspect.shared.line.routing import StageModels
+from lineinspect.shared.line.routing import StageModels, swap_together
 from lineinspect.shared.line.stage import FrameStage, FrameWork, Stopwatch, by_model
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, AnomalyPrediction
 from lineinspect.shared.models.detector.inference import Detector
@@ -75,9 +75,7 @@ class AnomalyStage(FrameStage[AnomalyModel]):
         return super().route_for(frame)
 
     def between_batches(self) -> None:
-        super().between_batches()
-        if self.detectors is not None:
-            self.detectors.between_batches()
+        swap_together([self.models] if self.detectors is None else [self.models, self.detectors])
 
     def model_versions(self) -> dict[str, str]:
         versions = super().model_versions()

@@ -18,7 +18,9 @@ it; an image type with a detector and no anomaly model is decided by the detecto
 Hot swap: a stage checks the routing file and its packages' manifests every
 `reload_interval_s`. When either changed, the new set is loaded in a background thread
 (hashes verified) and swapped in between two batches, so every frame is scored by one
-complete version. A set that fails to load is logged and the old one keeps serving. To ship
+complete version. The anomaly stage's two sets (anomaly models, detectors) swap together
+(`swap_together`): neither swaps while the other is still loading a change. A set that
+fails to load is logged and the old one keeps serving. To ship
 a version, write the new package to a new folder and then point routing.json at it (write
 a temporary file and rename it over routing.json, so a reader never sees half a file).
 """
@@ -26,7 +28,7 @@ a temporary file and rename it over routing.json, so a reader never sees half a 
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -199,19 +201,35 @@ class StageModels(Generic[Model]):
     def between_batches(self) -> bool:
         """Swap to a newly loaded set if one is ready; start loading one when files changed.
         Returns True when a swap happened."""
-        swapped = False
-        if self._pending is not None:
-            old, self.current, self._pending = self.current.versions, self._pending, None
-            self.log.info("models swapped", old_versions=old, new_versions=self.current.versions)
-            swapped = True
-        now = time.monotonic()
-        if now >= self._next_check and self._loader is None:
-            self._next_check = now + self.reload_interval_s
-            fingerprint = self._current_fingerprint()
-            if fingerprint != self._fingerprint and fingerprint != self._failed_fingerprint:
-                self._loader = threading.Thread(target=self._load_in_background, args=(fingerprint,), daemon=True)
-                self._loader.start()
+        swapped = self.swap_pending()
+        self.reload_if_changed()
         return swapped
+
+    @property
+    def loading(self) -> bool:
+        return self._loader is not None
+
+    @property
+    def check_due(self) -> bool:
+        return time.monotonic() >= self._next_check
+
+    def swap_pending(self) -> bool:
+        """Serve the set a background load finished, if there is one. Returns True when it swapped."""
+        if self._pending is None:
+            return False
+        old, self.current, self._pending = self.current.versions, self._pending, None
+        self.log.info("models swapped", old_versions=old, new_versions=self.current.versions)
+        return True
+
+    def reload_if_changed(self, now: bool = False) -> None:
+        """When a check is due (or `now`), start loading in the background if the files changed."""
+        if self._loader is not None or not (now or self.check_due):
+            return
+        self._next_check = time.monotonic() + self.reload_interval_s
+        fingerprint = self._current_fingerprint()
+        if fingerprint != self._fingerprint and fingerprint != self._failed_fingerprint:
+            self._loader = threading.Thread(target=self._load_in_background, args=(fingerprint,), daemon=True)
+            self._loader.start()
 
     def _load_in_background(self, fingerprint: Any) -> None:
         try:
@@ -230,3 +248,18 @@ class StageModels(Generic[Model]):
         loader = self._loader
         if loader is not None:
             loader.join(timeout_s)
+
+
+def swap_together(sets: Sequence[StageModels[Any]]) -> bool:
+    """Hot swap the model sets of one stage (read from one routing.json) as one: all check the
+    files when any check is due, and none swaps while another is still loading, so no frame
+    meets half of a routing change (say a new detector route with the old anomaly route).
+    Returns True when a swap happened."""
+    swapped = False
+    if not any(s.loading for s in sets):
+        for models in sets:
+            swapped = models.swap_pending() or swapped
+    if any(s.check_due for s in sets):
+        for models in sets:
+            models.reload_if_changed(now=True)
+    return swapped
