@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
-from lineinspect.shared.models.detector.augment import mosaic
+from lineinspect.shared.models.detector.augment import mosaic, resized
 from lineinspect.shared.models.detector.boxes import (
     assign,
     assign_adaptive,
@@ -28,7 +28,7 @@ from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorCon
 from lineinspect.shared.models.detector.inference import Detector
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss, distribution_focal_loss
-from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample
+from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample, training_sizes
 from lineinspect.shared.models.package import save_package
 from planted import DEFECT_TYPES, planted_frame
 from planted import planted_rows as make_planted_rows
@@ -154,6 +154,20 @@ def test_training_frames_are_mosaics_in_the_share_asked_for() -> None:
     assert any(len(np.unique(frame)) > 1 for frame in mosaics)
 
 
+def test_multi_scale_training_resizes_frames_and_boxes_alike_to_multiples_of_32() -> None:
+    assert training_sizes(DetectorConfig(input_size=320)) == [320]
+    assert training_sizes(DetectorConfig(input_size=320, multi_scale=0.2)) == [256, 288, 320, 352, 384]
+    assert training_sizes(DetectorConfig(input_size=64, multi_scale=0.6)) == [32, 64, 96]
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:32, 8:40] = 255
+    boxes = np.array([[8, 16, 40, 32]], np.float32)
+    for side in (32, 96):
+        frame, scaled, labels = resized((image, boxes, np.array([1])), side)
+        x1, y1, x2, y2 = scaled[0].round().astype(int)
+        assert frame.shape == (side, side, 3) and labels.tolist() == [1]
+        assert (frame[y1:y2, x1:x2] > 127).all() and frame[frame > 127].size == (x2 - x1) * (y2 - y1) * 3
+
+
 def test_non_maximum_suppression_keeps_the_best_box_of_each_defect_type() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 5.5]], float)
     scores = np.array([0.6, 0.9, 0.5, 0.3, 0.8])
@@ -255,6 +269,13 @@ def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: li
     assert [(b.x1, b.score, b.defect_type) for b in again] == [(b.x1, b.score, b.defect_type) for b in detector.predict([frames[0][0]], all_boxes=True)[0]]
     assert package.manifest.preprocessing["classes"] == ["scratch", "spot"]
     assert 0 < package.manifest.thresholds["confidence"] < 1
+
+
+def test_a_detector_trained_on_batches_of_several_sizes_runs_at_its_input_size(planted_rows: list[ManifestRow], tmp_path: Path) -> None:
+    config = DetectorConfig(input_size=SIZE, batch_size=8, multi_scale=0.6, validation_fraction=0.25)
+    package = train_detector(planted_rows, tmp_path / "detector", config, progress=False, max_steps=12)
+    assert package.manifest.config["multi_scale"] == 0.6 and package.manifest.input_size == [SIZE, SIZE]
+    assert len(Detector.from_package(package.path).predict([planted_frame(np.random.default_rng(1))[0]], all_boxes=True)) == 1
 
 
 def test_a_package_saved_before_the_gfl_options_loads_as_plain_fcos(tmp_path: Path) -> None:

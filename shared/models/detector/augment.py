@@ -75,3 +75,13 @@ def augment(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.ra
     offset = rng.uniform(-25, 25)
     image = np.clip(np.ascontiguousarray(image).astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
     return image, boxes, labels
+
+
+def resized(sample: Sample, size: int) -> Sample:
+    """The sample scaled to a (size, size) frame, boxes with it (multi-scale training)."""
+    image, boxes, labels = sample
+    if image.shape[0] == size:
+        return sample
+    scale = size / image.shape[0]
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interpolation), boxes * np.float32(scale), labels

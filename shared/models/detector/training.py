@@ -16,7 +16,7 @@ from lineinspect.shared.errors import DatasetError
 from lineinspect.shared.images import read_image
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.models.backbone import EncoderFineTuning, resize_to, square_input_preprocessing, to_input_tensor
-from lineinspect.shared.models.detector.augment import Sample, augment, mosaic
+from lineinspect.shared.models.detector.augment import Sample, augment, mosaic, resized
 from lineinspect.shared.models.detector.boxes import Locations, Targets, assign, assign_adaptive, locations
 from lineinspect.shared.models.detector.config import DetectorConfig
 from lineinspect.shared.models.detector.inference import confidence_rule, postprocess, to_frame_boxes
@@ -161,6 +161,12 @@ def training_sample(train: BoxedImages, index: int, mosaic_share: float, rng: np
     return train.sample(index)
 
 
+def training_sizes(config: DetectorConfig) -> list[int]:
+    """Input sizes a training batch may be resized to: multiples of 32 within input_size x (1 +- multi_scale)."""
+    low, high = config.input_size * (1 - config.multi_scale), config.input_size * (1 + config.multi_scale)
+    return [s for s in range(32, int(high) + 1, 32) if s >= low] or [config.input_size]
+
+
 def learnt_boxes(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, config: DetectorConfig) -> Targets:
     """The box each location learns in one training frame, by the config's assignment rule."""
     if config.assignment == "adaptive":
@@ -207,6 +213,8 @@ def train_detector(
     # channels-last: oneDNN's convolutions train ~1.4x faster per image on our CPUs (same math).
     network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, distance_bins=config.distance_bins).to(memory_format=torch.channels_last)
     where = locations(size, network.strides)
+    sizes = training_sizes(config)
+    where_at = {s: locations(s, network.strides) for s in sizes}
     tuning = EncoderFineTuning(network, config.learning_rate)
     # After freezing: only the depthwise convolutions that learn have a backward pass to speed up.
     train_depthwise_in_float32(network)
@@ -227,12 +235,15 @@ def train_detector(
         for start in range(0, len(order), config.batch_size):
             mosaics = config.mosaic if training_progress(step, total_steps, stopping) < MOSAIC_ENDS_AT else 0.0
             picked = [augment(*training_sample(train, int(i), mosaics, rng), rng) for i in order[start : start + config.batch_size]]
-            targets = [learnt_boxes(where, torch.from_numpy(b), torch.from_numpy(lab), config) for _, b, lab in picked]
+            side = int(rng.choice(sizes)) if len(sizes) > 1 else size
+            picked = [resized(sample, side) for sample in picked]
+            batch_where = where_at[side]
+            targets = [learnt_boxes(batch_where, torch.from_numpy(b), torch.from_numpy(lab), config) for _, b, lab in picked]
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
                 outputs = float32_outputs(network.forward_for_training(batch))
-            loss = detection_loss(outputs, targets, where, config.box_loss_weight, config.quality_focal)
+            loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
