@@ -225,6 +225,30 @@ def test_distance_bins_learn_each_side_as_a_distribution_around_the_true_distanc
     assert torch.allclose(distances, expected, atol=1e-4)
 
 
+def test_a_bottom_up_path_carries_fine_detail_to_the_coarse_levels() -> None:
+    torch.manual_seed(0)
+    for pyramid in ("fpn", "pan"):
+        network = DetectorNet.for_config(2, DetectorConfig(input_size=SIZE, fpn_channels=16, head_convs=1, pyramid=pyramid), pretrained=False).eval()
+        features = [torch.randn(1, c, SIZE // s, SIZE // s) for c, s in zip(network.encoder.channels(), network.strides)]
+        nudged = [features[0] + torch.randn_like(features[0]), *features[1:]]
+        with torch.no_grad():
+            levels, nudged_levels = network.pyramid(tuple(features)), network.pyramid(tuple(nudged))
+        assert [level.shape[-1] for level in levels] == [SIZE // s for s in network.strides]
+        # The top-down pyramid only passes coarse context down; the bottom-up path passes fine detail up.
+        assert torch.equal(levels[-1], nudged_levels[-1]) == (pyramid == "fpn")
+
+
+def test_a_package_records_its_pyramid_and_loads_as_it_was_built(tmp_path: Path) -> None:
+    config = DetectorConfig(input_size=SIZE, fpn_channels=16, head_convs=1, pyramid="pan")
+    network = DetectorNet.for_config(2, config, pretrained=False)
+    package = save_package(tmp_path / "pan", "detector", network.state_dict(), input_size=[SIZE, SIZE],
+                           preprocessing={"classes": ["scratch", "spot"]}, config=config.model_dump(mode="json"), thresholds={"confidence": 0.3})
+    detector = Detector.from_package(package.path)
+    assert detector.config.pyramid == "pan"
+    frame = planted_frame(np.random.default_rng(3))[0]
+    assert len(detector.predict([frame], all_boxes=True)) == 1
+
+
 def test_map_is_one_for_perfect_boxes_and_falls_for_misplaced_ones() -> None:
     truths = [[Box(10, 10, 50, 50, "spot")], [Box(0, 0, 100, 20, "scratch"), Box(60, 60, 90, 90, "spot")]]
     perfect = [[Box(b.x1, b.y1, b.x2, b.y2, b.defect_type, score=0.9) for b in image] for image in truths]

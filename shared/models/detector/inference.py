@@ -98,7 +98,7 @@ class Detector:
             package = load_package(package, expected_kind="detector")
         config = DetectorConfig.model_validate({**FCOS_SETTINGS, **package.manifest.config})
         class_names = package.manifest.preprocessing["classes"]
-        network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, pretrained=False, distance_bins=config.distance_bins)
+        network = DetectorNet.for_config(len(class_names), config, pretrained=False)
         network.load_state_dict(package.tensors, strict=True)
         return cls(config, network, class_names, float(package.manifest.thresholds["confidence"]), package.manifest.version)
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from lineinspect.shared.models.backbone import Lite0Features
 from lineinspect.shared.models.detector.boxes import Locations, Targets, centreness, decode
+from lineinspect.shared.models.detector.config import DetectorConfig
 
 # Encoder blocks feeding the pyramid: strides 8, 16, 32.
 PYRAMID_TAPS = (4, 10, 15)
@@ -29,18 +30,25 @@ DISTRIBUTION_LOSS_WEIGHT = 0.25
 
 
 class Pyramid(nn.Module):
-    """Feature pyramid: 1x1 lateral projections, top-down sums, a 3x3 smoothing conv per level."""
+    """Feature pyramid: 1x1 lateral projections, top-down sums, a 3x3 smoothing conv per level;
+    with `bottom_up`, then a path back up (PANet): each coarser level adds a stride-2 3x3
+    convolution of the finer one, so fine detail reaches the levels that box large defects."""
 
-    def __init__(self, in_channels: tuple[int, ...], width: int) -> None:
+    def __init__(self, in_channels: tuple[int, ...], width: int, bottom_up: bool = False) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
         self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in in_channels)
+        self.down = nn.ModuleList(nn.Conv2d(width, width, 3, stride=2, padding=1) for _ in in_channels[1:]) if bottom_up else None
 
     def forward(self, features: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         laterals = [conv(f) for conv, f in zip(self.lateral, features)]
         for index in range(len(laterals) - 2, -1, -1):
             laterals[index] = laterals[index] + F.interpolate(laterals[index + 1], size=laterals[index].shape[-2:], mode="nearest")
-        return [conv(x) for conv, x in zip(self.smooth, laterals)]
+        levels = [conv(x) for conv, x in zip(self.smooth, laterals)]
+        if self.down is not None:
+            for index, conv in enumerate(self.down, start=1):
+                levels[index] = levels[index] + conv(levels[index - 1])
+        return levels
 
 
 def tower(width: int, depth: int) -> nn.Sequential:
@@ -54,13 +62,15 @@ class DetectorNet(nn.Module):
     """With `distance_bins` > 0 each box side is a distribution over 0..bins strides (GFL's
     general distribution) whose expectation is the distance, instead of one regressed value."""
 
-    def __init__(self, num_classes: int, width: int = 96, head_convs: int = 2, pretrained: bool = True, distance_bins: int = 0) -> None:
+    def __init__(
+        self, num_classes: int, width: int = 96, head_convs: int = 2, pretrained: bool = True, distance_bins: int = 0, bottom_up: bool = False
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.distance_bins = distance_bins
         self.encoder = Lite0Features(PYRAMID_TAPS, pretrained=pretrained)
         self.strides = self.encoder.strides()
-        self.pyramid = Pyramid(self.encoder.channels(), width)
+        self.pyramid = Pyramid(self.encoder.channels(), width, bottom_up)
         self.class_tower = tower(width, head_convs)
         self.box_tower = tower(width, head_convs)
         self.class_logits = nn.Conv2d(width, num_classes, 3, padding=1)
@@ -75,6 +85,11 @@ class DetectorNet(nn.Module):
             nn.init.zeros_(conv.bias)
         # Start every class at a low probability so background does not swamp the first steps.
         nn.init.constant_(self.class_logits.bias, -torch.log(torch.tensor((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)).item())
+
+    @classmethod
+    def for_config(cls, num_classes: int, config: DetectorConfig, pretrained: bool = True) -> "DetectorNet":
+        """The network a detector config describes."""
+        return cls(num_classes, config.fpn_channels, config.head_convs, pretrained, config.distance_bins, config.pyramid == "pan")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         classes, distances, centres, _ = zip(*self._levels(x))

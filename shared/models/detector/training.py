@@ -211,11 +211,11 @@ def train_detector(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     # channels-last: oneDNN's convolutions train ~1.4x faster per image on our CPUs (same math).
-    network = DetectorNet(len(class_names), config.fpn_channels, config.head_convs, distance_bins=config.distance_bins).to(memory_format=torch.channels_last)
+    network = DetectorNet.for_config(len(class_names), config).to(memory_format=torch.channels_last)
     sizes = training_sizes(config)
     where_at = {s: locations(s, network.strides) for s in sizes}
     where = where_at[size]
-    tuning = EncoderFineTuning(network, config.learning_rate)
+    tuning = EncoderFineTuning(network, config.learning_rate, encoder_share=config.encoder_learning_rate_share)
     # After freezing: only the depthwise convolutions that learn have a backward pass to speed up.
     train_depthwise_in_float32(network)
     optimiser = tuning.optimiser
