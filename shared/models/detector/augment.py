@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from lineinspect.shared.models.backbone import resize_to
+
 # A box that keeps less than this share of its area inside the frame after a shift is dropped.
 MIN_VISIBLE_SHARE = 0.4
 # In a mosaic piece the rest of a box is cut off, not shifted out of sight: a box keeps its
@@ -82,6 +84,4 @@ def resized(sample: Sample, size: int) -> Sample:
     image, boxes, labels = sample
     if image.shape[0] == size:
         return sample
-    scale = size / image.shape[0]
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interpolation), boxes * np.float32(scale), labels
+    return resize_to(image, size, size), boxes * np.float32(size / image.shape[0]), labels

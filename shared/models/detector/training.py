@@ -164,7 +164,7 @@ def training_sample(train: BoxedImages, index: int, mosaic_share: float, rng: np
 def training_sizes(config: DetectorConfig) -> list[int]:
     """Input sizes a training batch may be resized to: multiples of 32 within input_size x (1 +- multi_scale)."""
     low, high = config.input_size * (1 - config.multi_scale), config.input_size * (1 + config.multi_scale)
-    return [s for s in range(32, int(high) + 1, 32) if s >= low] or [config.input_size]
+    return [s for s in range(32, int(high) + 1, 32) if s >= low]
 
 
 def learnt_boxes(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, config: DetectorConfig) -> Targets:
