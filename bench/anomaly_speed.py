@@ -5,6 +5,9 @@ times, in the same run and on the same frames, full inference (score, heatmap at
 resolution, typed regions) with product masks as in the line (`images_per_second`) and
 without (`images_per_second_whole_frame`), and feature extraction alone
 (`backbone_images_per_second`), so the ratio shows how close the whole is to its backbone.
+The three run in turn, five rounds, and each keeps its best round; `timing_spread` is how far
+one's slowest round was from its fastest (a shared machine's speed can drift 1.5-2x within a
+minute: then the ratios still hold where the absolute figures do not).
 
     python bench/anomaly_speed.py --json S.json
 """
@@ -23,7 +26,7 @@ from lineinspect.shared.datasets.synth.dataset import sample_rng
 from lineinspect.shared.logs import configure_logging
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, prepare_image
 from lineinspect.shared.models.anomaly.training import train_anomaly
-from common import machine, print_figures, timed_rate
+from common import machine, print_figures, timed_rates
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
 
@@ -60,10 +63,12 @@ def main() -> None:
         for start in range(0, len(images), batch):
             model.patch_features([prepare_image(image, model.config) for image in images[start : start + batch]])
 
+    rates, spread = timed_rates(
+        {"images_per_second": full, "images_per_second_whole_frame": whole_frame, "backbone_images_per_second": backbone}, len(images)
+    )
     figures = {
-        "images_per_second": timed_rate(full, len(images)),
-        "images_per_second_whole_frame": timed_rate(whole_frame, len(images)),
-        "backbone_images_per_second": timed_rate(backbone, len(images)),
+        **rates,
+        "timing_spread": spread,
         "training_seconds_200_images": training_seconds,
         "memory_bank_patches": len(model.search),
         "frame_size": [args.size, args.size],

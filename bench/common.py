@@ -17,15 +17,21 @@ def run(*args: object) -> None:
         raise SystemExit(f"lineinspect {' '.join(map(str, args))} failed with exit code {code}")
 
 
-def timed_rate(work: Callable[[], object], count: int, repeats: int = 3) -> float:
-    """Best items/s of `repeats` timed runs of `work` over `count` items, after one warm-up run."""
-    work()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
+def timed_rates(works: dict[str, Callable[[], object]], count: int, repeats: int = 5) -> tuple[dict[str, float], float]:
+    """Best items/s of each of `works` over `count` items, and the timing spread (the largest
+    slowest / fastest ratio of one work's runs). After one warm-up run of each, the works run
+    in turn, `repeats` rounds: on a shared machine whose speed drifts, each is timed in the
+    same stretches as the others, so their ratios hold even when the absolute figures move."""
+    for work in works.values():
         work()
-        best = min(best, time.perf_counter() - began)
-    return count / best
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(repeats):
+        for name, work in works.items():
+            began = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - began)
+    spread = max(max(runs) / min(runs) for runs in times.values())
+    return {name: count / min(runs) for name, runs in times.items()}, spread
 
 
 def machine() -> str:

@@ -3,9 +3,10 @@
 Times, in one run and on the same generated frames, the line's work for each frame: the mask
 finder's product mask at frame resolution, then the reviewer's grade of that (frame, mask)
 pair (`images_per_second`), and each part alone (`mask_images_per_second`,
-`reviewer_images_per_second`). Speed does not depend on the weights, so by default both
-packages are trained for a few steps on generated frames; pass trained packages to time
-those instead.
+`reviewer_images_per_second`), in turn over five rounds, each keeping its best
+(`timing_spread`: its slowest round over its fastest, as in anomaly_speed.py). Speed does
+not depend on the weights, so by default both packages are trained for a few steps on
+generated frames; pass trained packages to time those instead.
 
     python bench/mask_speed.py --json S.json [--mask-package M --reviewer-package R]
 """
@@ -26,7 +27,7 @@ from lineinspect.shared.models.mask.inference import MaskFinder
 from lineinspect.shared.models.mask.training import train_mask
 from lineinspect.shared.models.reviewer.inference import Reviewer
 from lineinspect.shared.models.reviewer.training import train_reviewer
-from common import machine, print_figures, timed_rate
+from common import machine, print_figures, timed_rates
 
 IMAGE_TYPES = ["disc", "plate", "bracket"]
 
@@ -67,10 +68,17 @@ def main() -> None:
         found = [p.mask for p in finder.predict(images)]
         reviewer.review(images, found)
 
+    rates, spread = timed_rates(
+        {
+            "images_per_second": both,
+            "mask_images_per_second": lambda: finder.predict(images),
+            "reviewer_images_per_second": lambda: reviewer.review(images, masks),
+        },
+        len(images),
+    )
     figures = {
-        "images_per_second": timed_rate(both, len(images)),
-        "mask_images_per_second": timed_rate(lambda: finder.predict(images), len(images)),
-        "reviewer_images_per_second": timed_rate(lambda: reviewer.review(images, masks), len(images)),
+        **rates,
+        "timing_spread": spread,
         "frame_size": [args.size, args.size],
         "mask_input_size": finder.config.input_size,
         "reviewer_input_size": reviewer.config.input_size,

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
+from lineinspect.shared.models.backbone import EncoderFineTuning
 from lineinspect.shared.models.detector.augment import mosaic, resized
 from lineinspect.shared.models.detector.boxes import (
     assign,
@@ -247,6 +248,20 @@ def test_a_package_records_its_pyramid_and_loads_as_it_was_built(tmp_path: Path)
     assert detector.config.pyramid == "pan"
     frame = planted_frame(np.random.default_rng(3))[0]
     assert len(detector.predict([frame], all_boxes=True)) == 1
+
+
+def test_fine_tuning_freezes_the_stem_and_the_blocks_asked_for_and_trains_the_rest_at_the_encoder_share() -> None:
+    for frozen_blocks in (3, 1):
+        config = DetectorConfig(input_size=SIZE, fpn_channels=16, head_convs=1, frozen_encoder_blocks=frozen_blocks, encoder_learning_rate_share=0.5)
+        network = DetectorNet.for_config(2, config, pretrained=False)
+        tuning = EncoderFineTuning(network, 1e-2, encoder_share=config.encoder_learning_rate_share, frozen_blocks=config.frozen_encoder_blocks)
+        encoder = network.encoder
+        rate_of = {id(p): group["lr"] for group in tuning.optimiser.param_groups for p in group["params"]}
+        assert not any(id(p) in rate_of or p.requires_grad for p in encoder.stem.parameters())
+        for index, block in enumerate(encoder.blocks):
+            expected = None if index < frozen_blocks else pytest.approx(5e-3)
+            assert [rate_of.get(id(p)) for p in block.parameters()] == [expected] * len(list(block.parameters()))
+        assert {rate_of[id(p)] for p in network.class_logits.parameters()} == {1e-2}
 
 
 def test_map_is_one_for_perfect_boxes_and_falls_for_misplaced_ones() -> None:

@@ -76,22 +76,28 @@ class Lite0Features(nn.Module):
 
 # Fine-tuning a head on the pretrained encoder: the stem and first blocks (generic edges and
 # colours at strides 2-4) stay as ImageNet trained them; the rest learns at a quarter rate
-# unless the caller gives another share (the detector: encoder_learning_rate_share).
+# unless the caller gives other values (the detector: frozen_encoder_blocks and
+# encoder_learning_rate_share).
 FROZEN_BLOCKS = 3
 ENCODER_LR_SHARE = 0.25
 
 
 class EncoderFineTuning:
     """AdamW over a network with a Lite0 `encoder` attribute: its stem and first
-    `FROZEN_BLOCKS` blocks frozen, the rest of the encoder at `encoder_share` of the
+    `frozen_blocks` blocks frozen, the rest of the encoder at `encoder_share` of the
     learning rate, everything else (decoder, heads) at the full rate."""
 
     def __init__(
-        self, network: nn.Module, learning_rate: float, weight_decay: float = 1e-4, encoder_share: float = ENCODER_LR_SHARE
+        self,
+        network: nn.Module,
+        learning_rate: float,
+        weight_decay: float = 1e-4,
+        encoder_share: float = ENCODER_LR_SHARE,
+        frozen_blocks: int = FROZEN_BLOCKS,
     ) -> None:
         encoder = network.encoder
         self.network = network
-        self.frozen: list[nn.Module] = [encoder.stem, *encoder.blocks[:FROZEN_BLOCKS]]
+        self.frozen: list[nn.Module] = [encoder.stem, *encoder.blocks[:frozen_blocks]]
         for module in self.frozen:
             module.requires_grad_(False)
         self.learning_rates = [learning_rate * encoder_share, learning_rate]

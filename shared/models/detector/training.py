@@ -215,7 +215,9 @@ def train_detector(
     sizes = training_sizes(config)
     where_at = {s: locations(s, network.strides) for s in sizes}
     where = where_at[size]
-    tuning = EncoderFineTuning(network, config.learning_rate, encoder_share=config.encoder_learning_rate_share)
+    tuning = EncoderFineTuning(
+        network, config.learning_rate, encoder_share=config.encoder_learning_rate_share, frozen_blocks=config.frozen_encoder_blocks
+    )
     # After freezing: only the depthwise convolutions that learn have a backward pass to speed up.
     train_depthwise_in_float32(network)
     optimiser = tuning.optimiser
