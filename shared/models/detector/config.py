@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lineinspect.shared.models.backbone import BLOCK_STRIDES, FROZEN_BLOCKS
+
 
 # Packages saved before the GFL-style defaults recorded no value for these: they were trained,
 # and must run, as plain FCOS.
@@ -82,7 +84,7 @@ class DetectorConfig(BaseModel):
         ),
     )
     frozen_encoder_blocks: int = Field(
-        3, ge=0, le=16,
+        FROZEN_BLOCKS, ge=0, le=len(BLOCK_STRIDES),
         description=(
             "Encoder blocks (after the stem, which always stays frozen) kept as ImageNet trained them; 3 = those at "
             "strides 2 and 4, and every figure here was measured with 3. Fewer let the fine-scale features adapt to the "
