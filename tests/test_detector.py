@@ -24,6 +24,7 @@ from lineinspect.shared.models.detector.boxes import (
     encode,
     locations,
     non_maximum_suppression,
+    vote_boxes,
 )
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.inference import Detector
@@ -182,6 +183,24 @@ def test_non_maximum_suppression_keeps_the_best_box_of_each_defect_type() -> Non
     assert non_maximum_suppression(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.5, 10).tolist() == []
 
 
+def test_box_voting_moves_each_kept_box_to_the_weighted_mean_of_its_overlapping_neighbours() -> None:
+    # The best box sits 2 px left of a defect at x 10..30, a weaker one of its type 2 px right (IoU 2/3).
+    boxes = np.array([[8, 0, 28, 20], [12, 0, 32, 20], [10, 0, 30, 20], [60, 60, 80, 80], [40, 0, 60, 20]], float)
+    scores = np.array([0.9, 0.6, 0.5, 0.8, 0.9])
+    classes = np.array([0, 0, 1, 0, 0])
+    kept = non_maximum_suppression(boxes, scores, classes, iou_threshold=0.5, max_kept=10)
+    assert kept.tolist() == [0, 4, 3, 2]
+    voted = vote_boxes(boxes, scores, classes, kept, iou_threshold=0.5)
+    # Box 0 moves towards box 1, weighted by score x IoU (0.9 x 1 against 0.6 x 2/3); box 2 is
+    # another defect type and does not vote.
+    weights = np.array([0.9, 0.6 * 2 / 3])
+    assert voted[0] == pytest.approx(weights @ boxes[:2] / weights.sum())
+    # The others have no neighbour of their type above IoU 0.5: they stay where they were.
+    assert voted[1:] == pytest.approx(boxes[[4, 3, 2]])
+    # A stricter overlap rule leaves box 0 alone too.
+    assert vote_boxes(boxes, scores, classes, kept, iou_threshold=0.7)[0] == pytest.approx(boxes[0])
+
+
 def test_quality_focal_class_scores_learn_the_iou_of_their_box() -> None:
     where = locations(SIZE, (8, 16, 32))
     box = torch.tensor([[16.0, 16.0, 48.0, 48.0]])
@@ -204,6 +223,33 @@ def test_quality_focal_class_scores_learn_the_iou_of_their_box() -> None:
     assert min(scores, key=lambda p: class_loss(p, quality_focal=True)) == 0.6
     # Plain focal loss pushes the score of a positive location towards 1 whatever its box.
     assert min(scores, key=lambda p: class_loss(p, quality_focal=False)) == 0.9
+
+
+def test_score_weighting_fits_hardest_the_boxes_the_network_is_surest_of() -> None:
+    where = locations(SIZE, (8, 16, 32))
+    targets = [assign(where, torch.tensor([[16.0, 16.0, 48.0, 48.0]]), torch.tensor([1]), centre_radius=1.5)]
+    positive = torch.nonzero(targets[0].labels >= 0).flatten()
+    assert len(positive) > 2
+    # Every positive location predicts its box exactly, except one that is a quarter box off.
+    distances = targets[0].distances.clone()[None]
+    off = int(positive[0])
+    distances[0, off, 0] -= 8
+    distances[0, off, 2] += 8
+    centres = torch.zeros(1, len(targets[0].labels))
+
+    def box_loss(off_probability: float, box_weighting: str) -> float:
+        logits = torch.full((1, len(targets[0].labels), 2), -20.0)
+        logits[0, positive, 1] = 0.0
+        logits[0, off, 1] = torch.logit(torch.tensor(off_probability))
+        losses = detection_loss((logits, distances, centres), targets, where, box_weighting=box_weighting)
+        return float(losses["boxes"])
+
+    # GFL: the off box weighs by its own class probability (the others are at 0.5).
+    assert box_loss(0.9, "score") > box_loss(0.5, "score") > box_loss(0.1, "score") > 0
+    # FCOS / ATSS: by its place in the box, whatever the class scores say.
+    assert box_loss(0.9, "centreness") == pytest.approx(box_loss(0.1, "centreness"))
+    with pytest.raises(ValueError, match="box_weighting"):
+        box_loss(0.5, "area")
 
 
 def test_distance_bins_learn_each_side_as_a_distribution_around_the_true_distance() -> None:

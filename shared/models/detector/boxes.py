@@ -214,3 +214,16 @@ def non_maximum_suppression(
     kept = np.asarray(kept, dtype=np.int64).reshape(-1)
     kept = kept[np.argsort(-np.asarray(scores)[kept], kind="stable")]
     return kept[:max_kept]
+
+
+def vote_boxes(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, kept: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """The kept boxes, each moved to the mean of the candidates of its class that overlap it by
+    more than `iou_threshold` (itself included), weighted by score x IoU (box voting)."""
+    boxes = np.asarray(boxes, np.float64)
+    iou = box_iou(boxes[kept], boxes)
+    voters = (iou > iou_threshold) & (classes[kept][:, None] == classes[None, :])
+    voters[np.arange(len(kept)), kept] = True
+    weights = np.where(voters, iou * np.asarray(scores, np.float64)[None, :], 0.0)
+    return weights @ boxes / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
-from lineinspect.shared.models.detector.boxes import Locations, decode, locations, non_maximum_suppression
+from lineinspect.shared.models.detector.boxes import Locations, decode, locations, non_maximum_suppression, vote_boxes
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.metrics import Box
 from lineinspect.shared.models.detector.torch_model import DetectorNet
@@ -37,8 +37,8 @@ def confidence_rule(config: DetectorConfig) -> str:
 def postprocess(
     outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], where: Locations, config: DetectorConfig
 ) -> list[RawDetections]:
-    """Network outputs of a batch -> per frame boxes after score threshold and NMS, ranked by
-    `confidence_rule`."""
+    """Network outputs of a batch -> per frame boxes after score threshold and NMS (and box
+    voting, when the config asks for it), ranked by `confidence_rule`."""
     class_logits, distances, centre_logits = outputs
     if config.quality_focal:
         confidence = torch.sigmoid(class_logits)
@@ -58,7 +58,10 @@ def postprocess(
         solid = (sizes > 0).all(axis=1)
         candidate_boxes, candidate_scores, candidate_classes = candidate_boxes[solid], candidate_scores[solid], candidate_classes[solid]
         kept = non_maximum_suppression(candidate_boxes, candidate_scores, candidate_classes, config.nms_iou, config.max_detections)
-        frames.append(RawDetections(candidate_boxes[kept], candidate_scores[kept], candidate_classes[kept]))
+        kept_boxes = candidate_boxes[kept]
+        if config.box_voting_iou > 0 and len(kept):
+            kept_boxes = vote_boxes(candidate_boxes, candidate_scores, candidate_classes, kept, config.box_voting_iou)
+        frames.append(RawDetections(kept_boxes, candidate_scores[kept], candidate_classes[kept]))
     return frames
 
 

@@ -162,18 +162,32 @@ def distribution_focal_loss(side_logits: torch.Tensor, target_strides: torch.Ten
     return ((1 - right_weight) * left_loss + right_weight * right_loss).mean(dim=-1)
 
 
+def box_weights_of(box_weighting: str, centre_target: torch.Tensor, positive_class_logits: torch.Tensor) -> torch.Tensor:
+    """Weight of each positive location's box losses: its centre-ness target ('centreness':
+    locations near a box's edge say less about it) or its highest class probability, not
+    back-propagated ('score', GFL)."""
+    if box_weighting == "centreness":
+        return centre_target
+    if box_weighting == "score":
+        return positive_class_logits.detach().sigmoid().amax(-1)
+    raise ValueError(f"box_weighting is 'centreness' or 'score', got {box_weighting!r}")
+
+
 def detection_loss(
     outputs: tuple[torch.Tensor, ...],
     targets: list[Targets],
     where: Locations,
     box_weight: float = 1.0,
     quality_focal: bool = False,
+    box_weighting: str = "centreness",
 ) -> dict[str, torch.Tensor]:
     """FCOS losses of a batch, each normalised by the number of positive locations. With
     `quality_focal` the class score of a positive location learns the IoU of its predicted
     box with the truth (GFL) instead of 1, so the score ranks boxes by how well they fit.
     `outputs` are `DetectorNet.forward_for_training`'s: with distance bins, a fourth output
-    adds the distribution focal loss."""
+    adds the distribution focal loss. Each positive location's box losses are weighted by the
+    centre-ness of its place in the box (FCOS, ATSS) or, with `box_weighting="score"`, by its
+    own highest class probability (GFL): the boxes that will be kept are the ones to fit."""
     class_logits, distances, centre_logits = outputs[:3]
     labels = torch.stack([t.labels for t in targets])  # (N, P)
     target_distances = torch.stack([t.distances for t in targets])  # (N, P, 4)
@@ -189,12 +203,12 @@ def detection_loss(
         iou, giou = pairwise_iou(predicted_boxes, target_boxes)
         if quality_focal:
             class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
-        # Boxes are weighted by centre-ness: locations near a box's edge say less about it.
-        losses = {"boxes": ((1 - giou) * centre_target).sum() / centre_target.sum().clamp_min(1e-6)}
+        box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
+        losses = {"boxes": ((1 - giou) * box_weights).sum() / box_weights.sum().clamp_min(1e-6)}
         if len(outputs) > 3:
             strides = where.strides[None].expand(labels.shape[0], -1)[positive]
             sides = distribution_focal_loss(outputs[3][positive], target_distances[positive] / strides[:, None])
-            losses["sides"] = (sides * centre_target).sum() / centre_target.sum().clamp_min(1e-6)
+            losses["sides"] = (sides * box_weights).sum() / box_weights.sum().clamp_min(1e-6)
         losses["centreness"] = F.binary_cross_entropy_with_logits(centre_logits[positive], centre_target, reduction="sum") / positives
     else:
         zero = distances.sum() * 0 + centre_logits.sum() * 0

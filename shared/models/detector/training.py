@@ -245,7 +245,7 @@ def train_detector(
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
                 outputs = float32_outputs(network.forward_for_training(batch))
-            loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal)
+            loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal, config.box_weighting)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
