@@ -404,6 +404,18 @@ def test_train_and_evaluate_a_detector_from_a_voc_folder_on_the_command_line(cli
     assert 0.0 <= figures["map50_95"] <= figures["map50"] <= 1.0
     html = (tmp_path / "r.html").read_text()
     assert html.count('class="card') == len(test_rows) and "mAP@0.5" in html
+    assert figures["inference_overrides"] == {}
+    # Inference settings can be tried on the saved package; the JSON says which were changed.
+    code, _, err = cli("evaluate", "detector", "--package", tmp_path / "pkg", "--manifest", split, "--set", "nms_iou=0.65",
+                       "--set", "max_detections=1", "--json", tmp_path / "e1.json", "--no-progress")
+    assert code == 0, err
+    strict = json.loads((tmp_path / "e1.json").read_text())
+    assert strict["inference_overrides"] == {"max_detections": 1, "nms_iou": 0.65}
+    assert strict["n_images"] == figures["n_images"]
+    # What training fixed cannot be changed at evaluation: the error says what can.
+    code, _, err = cli("evaluate", "detector", "--package", tmp_path / "pkg", "--manifest", split, "--set", "input_size=96",
+                       "--no-progress")
+    assert code != 0 and "input_size" in err and "nms_iou" in err
     # A package of another kind is refused with a clear error.
     code, _, err = cli("evaluate", "detector", "--package", tmp_path / "voc", "--manifest", split, "--no-progress")
     assert code != 0 and "not a model package" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lineinspect.shared.config import apply_torch_threads
 from lineinspect.shared.datasets.manifest import read_manifest
-from lineinspect.shared.errors import DatasetError
+from lineinspect.shared.errors import DatasetError, LineinspectError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detector.add_argument("--split", default="test", help="split to evaluate (default: test)")
     detector.add_argument("--json", type=Path, help="write the figures as JSON here")
     detector.add_argument("--html", type=Path, help="write an HTML report, predictions vs truth, worst images first")
+    detector.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="try an inference setting on the package without retraining (score_threshold, nms_iou, box_voting_iou, "
+             "max_detections), e.g. --set nms_iou=0.6; recorded in the JSON",
+    )
     detector.add_argument("--no-progress", action="store_true", help="no progress bars")
     detector.set_defaults(handler=_evaluate_detector)
 
@@ -95,12 +100,15 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.detector.inference import Detector
 
     apply_torch_threads()
+    changed = inference_overrides(args.overrides)
     rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.label != "unknown"]
     if not rows:
         raise DatasetError(f"no labelled images in split {args.split!r} of {', '.join(map(str, args.manifest))}")
     detector = Detector.from_package(args.package)
+    detector.config = detector.config.model_copy(update=changed)
     figures, results = evaluate_detector(detector, rows, progress=not args.no_progress)
-    figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest], **figures}
+    figures = {"package": str(args.package), "split": args.split, "manifests": [str(p) for p in args.manifest],
+               "inference_overrides": changed, **figures}
     print(format_detector_figures(figures))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +118,21 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
         render_detector_report(figures, results, args.html, f"Detector evaluation: {detector.version} ({args.split})")
         print(f"report written to {args.html}")
     return 0
+
+
+def inference_overrides(pairs: list[str]) -> dict[str, object]:
+    """`--set KEY=VALUE` pairs for a saved detector -> validated values, inference settings only."""
+    from lineinspect.shared.cli.train import parse_overrides
+    from lineinspect.shared.models.detector.config import INFERENCE_SETTINGS, DetectorConfig
+
+    parsed = parse_overrides(pairs, DetectorConfig)
+    fixed = sorted(parsed.model_fields_set - set(INFERENCE_SETTINGS))
+    if fixed:
+        raise LineinspectError(
+            f"--set {', '.join(fixed)}: fixed when the package was trained; evaluate can change only "
+            f"{', '.join(INFERENCE_SETTINGS)} (retrain with `lineinspect train detector --set` for the others)"
+        )
+    return {key: getattr(parsed, key) for key in sorted(parsed.model_fields_set)}
 
 
 def format_detector_figures(figures: dict) -> str:
