@@ -407,8 +407,10 @@ def test_train_and_evaluate_a_detector_from_a_voc_folder_on_the_command_line(cli
     assert figures["inference_overrides"] == {}
     # Inference settings can be tried on the saved package; the JSON says which were changed.
     code, _, err = cli("evaluate", "detector", "--package", tmp_path / "pkg", "--manifest", split, "--set", "nms_iou=0.65",
-                       "--set", "max_detections=1", "--json", tmp_path / "e1.json", "--no-progress")
+                       "--set", "max_detections=1", "--json", tmp_path / "e1.json", "--html", tmp_path / "r1.html", "--no-progress")
     assert code == 0, err
+    assert "max_detections=1, nms_iou=0.65" in (tmp_path / "r1.html").read_text()
+    assert "inference settings changed" not in html
     strict = json.loads((tmp_path / "e1.json").read_text())
     assert strict["inference_overrides"] == {"max_detections": 1, "nms_iou": 0.65}
     assert strict["n_images"] == figures["n_images"]
