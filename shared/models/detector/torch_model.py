@@ -204,11 +204,12 @@ def detection_loss(
         if quality_focal:
             class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
         box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
-        losses = {"boxes": ((1 - giou) * box_weights).sum() / box_weights.sum().clamp_min(1e-6)}
+        box_weights = box_weights / box_weights.sum().clamp_min(1e-6)
+        losses = {"boxes": ((1 - giou) * box_weights).sum()}
         if len(outputs) > 3:
             strides = where.strides[None].expand(labels.shape[0], -1)[positive]
             sides = distribution_focal_loss(outputs[3][positive], target_distances[positive] / strides[:, None])
-            losses["sides"] = (sides * box_weights).sum() / box_weights.sum().clamp_min(1e-6)
+            losses["sides"] = (sides * box_weights).sum()
         losses["centreness"] = F.binary_cross_entropy_with_logits(centre_logits[positive], centre_target, reduction="sum") / positives
     else:
         zero = distances.sum() * 0 + centre_logits.sum() * 0
