@@ -16,18 +16,21 @@ from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.models.backbone import EncoderFineTuning
 from lineinspect.shared.models.detector.augment import mosaic, resized
 from lineinspect.shared.models.detector.boxes import (
+    ALIGNED_TOP_K,
     assign,
     assign_adaptive,
+    assign_task_aligned,
     box_iou,
     centreness,
     decode,
     encode,
     locations,
+    mirrored,
     non_maximum_suppression,
     vote_boxes,
 )
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
-from lineinspect.shared.models.detector.inference import Detector
+from lineinspect.shared.models.detector.inference import Detector, network_outputs
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss, distribution_focal_loss
 from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample, training_sizes
@@ -117,6 +120,44 @@ def test_adaptive_assignment_picks_the_level_whose_anchors_fit_the_box() -> None
     assert (assign_adaptive(where, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)).labels == -1).all()
 
 
+def test_task_aligned_assignment_picks_the_locations_that_already_classify_and_box_it_best() -> None:
+    where = locations(SIZE, (8, 16, 32))
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    inside = ((where.points > 8) & (where.points < 40)).all(dim=1)
+    # Every location predicts a box shifted by 4 px and a type-1 score of 0.5; three inside the
+    # defect predict it exactly, one of them with a surer score; one outside predicts it exactly too.
+    predicted = box.expand(len(where.points), 4) + 4.0
+    probabilities = torch.full((len(where.points), 2), 0.5)
+    exact = torch.nonzero(inside).flatten()[[0, 5, 9]]
+    outside = torch.nonzero(~inside).flatten()[0]
+    predicted[exact] = box
+    predicted[outside] = box
+    probabilities[exact[0], 1] = 0.9
+    targets = assign_task_aligned(where, box, torch.tensor([1]), probabilities, predicted)
+    positive = targets.labels >= 0
+    assert int(positive.sum()) == ALIGNED_TOP_K and (targets.labels[positive] == 1).all()
+    assert positive[exact].all() and not positive[outside] and inside[positive].all()
+    assert torch.allclose(decode(where.points[positive], targets.distances[positive]), box.expand(int(positive.sum()), 4))
+    # The best-aligned location gets its IoU (1) as target; the others less, background nothing.
+    assert targets.alignment[exact[0]] == pytest.approx(1.0)
+    assert (targets.alignment[exact[1:]] < 1).all() and (targets.alignment[positive] > 0).all()
+    assert (targets.alignment[~positive] == 0).all()
+    # The alignment replaces the IoU as the class target: a location boxing the defect exactly
+    # (IoU 1) but less sure of its type than the best one learns a score of 0.5 / 0.9 of it.
+    assert targets.alignment[exact[1]] == pytest.approx(0.5 / 0.9)
+
+    def class_loss(probability: float) -> float:
+        logits = torch.full((1, len(where.points), 2), -20.0)
+        logits[0, exact[1], 1] = torch.logit(torch.tensor(probability))
+        outputs = (logits, encode(where.points, predicted)[None], torch.zeros(1, len(where.points)))
+        return float(detection_loss(outputs, [targets], where, quality_focal=True)["classes"])
+
+    assert min([0.3, 0.45, 0.55, 0.7, 0.9, 1 - 1e-6], key=class_loss) == 0.55
+    # No boxes: all background, nothing to align.
+    empty = assign_task_aligned(where, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), probabilities, predicted)
+    assert (empty.labels == -1).all() and (empty.alignment == 0).all()
+
+
 def test_a_mosaic_keeps_the_boxes_of_its_four_pieces_on_their_defects() -> None:
     """Four frames of one grey each, with a small box of a brighter grey and one box over the
     whole frame: in the mosaic every box lies on its own frame's pixels, small boxes are
@@ -199,6 +240,31 @@ def test_box_voting_moves_each_kept_box_to_the_weighted_mean_of_its_overlapping_
     assert voted[1:] == pytest.approx(boxes[[4, 3, 2]])
     # A stricter overlap rule leaves box 0 alone too.
     assert vote_boxes(boxes, scores, classes, kept, iou_threshold=0.7)[0] == pytest.approx(boxes[0])
+
+
+def test_flip_test_averages_two_looks_so_a_mirrored_frame_gets_mirrored_outputs() -> None:
+    config = DetectorConfig(input_size=SIZE, flip_test=True)
+    torch.manual_seed(0)
+    network = DetectorNet.for_config(2, config, pretrained=False).eval()
+    for conv in (network.class_logits, network.box_distances):
+        torch.nn.init.normal_(conv.weight, std=0.3)
+    where = locations(SIZE, network.strides)
+    back = mirrored(where, "x")
+    assert torch.equal(back[back], torch.arange(len(back)))
+    assert torch.allclose(where.points[back, 0], SIZE - where.points[:, 0]) and torch.equal(where.points[back, 1], where.points[:, 1])
+    assert torch.allclose(where.points[mirrored(where, "y"), 1], SIZE - where.points[:, 1])
+    frame = torch.rand(1, 3, SIZE, SIZE)
+
+    def looks(config: DetectorConfig) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            return network_outputs(network, frame, where, config), network_outputs(network, frame.flip(3), where, config)
+
+    (classes, distances, _), (classes_flipped, distances_flipped, _) = looks(config)
+    assert torch.allclose(classes, classes_flipped[:, back], atol=1e-4)
+    assert torch.allclose(distances, distances_flipped[:, back][..., [2, 1, 0, 3]], atol=1e-3)
+    # One look alone is not symmetric.
+    (classes, _, _), (classes_flipped, _, _) = looks(config.model_copy(update={"flip_test": False}))
+    assert not torch.allclose(classes, classes_flipped[:, back], atol=1e-2)
 
 
 def test_quality_focal_class_scores_learn_the_iou_of_their_box() -> None:
@@ -334,8 +400,8 @@ def planted_rows(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestRow]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
-    [{}, FCOS_SETTINGS],
-    ids=["defaults", "fcos"],
+    [{}, FCOS_SETTINGS, {"assignment": "aligned"}],
+    ids=["defaults", "fcos", "task-aligned"],
 )
 def test_a_detector_trained_for_a_few_steps_finds_a_planted_box(planted_rows: list[ManifestRow], tmp_path: Path, options: dict) -> None:
     config = DetectorConfig(input_size=SIZE, batch_size=8, epochs=60, patience=60, learning_rate=4e-3, validation_fraction=0.25, **options)

@@ -1,6 +1,7 @@
 """Box geometry of the FCOS-style detector: the locations each pyramid level predicts at,
 encoding a box as distances from a location to its four sides and back, choosing which
-box each location learns (FCOS centre sampling, or ATSS), and non-maximum suppression.
+box each location learns (FCOS centre sampling, ATSS, or TOOD's task alignment), and
+non-maximum suppression.
 
 Boxes are (x1, y1, x2, y2) float pixels, x2/y2 exclusive (the manifest's convention).
 """
@@ -22,6 +23,11 @@ THIN_BOX_LOCATIONS = 9
 # ATSS: candidates per level nearest a box's centre, and the anchor side in strides (the paper's 9 and 8).
 ATSS_CANDIDATES_PER_LEVEL = 9
 ATSS_ANCHOR_SCALE = 8.0
+# Task-aligned assignment (TOOD): locations per box, and the powers of class score and IoU in
+# the alignment metric score^alpha x IoU^beta (the paper's 13, 1 and 6).
+ALIGNED_TOP_K = 13
+ALIGNED_ALPHA = 1.0
+ALIGNED_BETA = 6.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,20 @@ def locations(input_size: int, strides: Sequence[int]) -> Locations:
         high = float("inf") if index == len(strides) - 1 else LEVEL_RANGE_PER_STRIDE * stride
         ranges.append(torch.tensor([[low, high]]).expand(cells * cells, 2))
     return Locations(torch.cat(points), torch.cat(point_strides), torch.cat(ranges))
+
+
+def mirrored(where: Locations, axis: str) -> torch.Tensor:
+    """For every location, the index of the location at its mirror image across the frame's
+    vertical centre line (axis 'x', a left-right flip) or horizontal one ('y'): (P,)."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis is 'x' or 'y', got {axis!r}")
+    indices, start = [], 0
+    for count in torch.unique_consecutive(where.strides, return_counts=True)[1].tolist():
+        cells = round(count**0.5)
+        grid = torch.arange(start, start + count).reshape(cells, cells)
+        indices.append((grid.flip(1) if axis == "x" else grid.flip(0)).flatten())
+        start += count
+    return torch.cat(indices)
 
 
 def encode(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -81,6 +101,9 @@ def centreness(distances: torch.Tensor) -> torch.Tensor:
 class Targets:
     labels: torch.Tensor  # (P,) class index, -1 = background
     distances: torch.Tensor  # (P, 4) encoded box of positive points (0 elsewhere)
+    # Task-aligned assignment only: each positive point's normalised alignment, the soft target
+    # of its class score and the weight of its box losses (0 elsewhere); None for the others.
+    alignment: torch.Tensor | None = None
 
 
 def assign(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, centre_radius: float) -> Targets:
@@ -131,6 +154,45 @@ def assign_adaptive(where: Locations, boxes: torch.Tensor, labels: torch.Tensor)
     chosen_for_box = candidate & inside & (overlap >= mean + spread.sqrt())
     best, chosen = torch.where(chosen_for_box, overlap, torch.full_like(overlap, -1.0)).max(dim=1)
     return _targets(points, distances, centres, inside, best >= 0, chosen, labels)
+
+
+def assign_task_aligned(
+    where: Locations, boxes: torch.Tensor, labels: torch.Tensor, class_probabilities: torch.Tensor, predicted_boxes: torch.Tensor
+) -> Targets:
+    """TOOD's task-aligned assignment (Feng et al. 2021), from the network's own current
+    predictions: among the locations inside a box, the `ALIGNED_TOP_K` whose class score for
+    the box's type and predicted box's IoU with it are jointly highest (score^alpha x IoU^beta)
+    learn it; the box its prediction overlaps most when several qualify. Each positive's
+    alignment, scaled so a box's best location gets that location's IoU, becomes its soft
+    class target and box-loss weight: the locations that already classify and localise a box
+    well are the ones trained to rank first. A box holding no location centre (a thin one)
+    takes the `THIN_BOX_LOCATIONS` nearest its centre as candidates."""
+    if boxes.numel() == 0:
+        background = _background(where)
+        return Targets(background.labels, background.distances, torch.zeros(len(where.points)))
+    points = where.points
+    distances, inside, centres = _box_geometry(points, boxes)
+    candidate = inside.clone()
+    for box in torch.nonzero(~candidate.any(dim=0)).flatten().tolist():
+        candidate[(points - centres[box]).norm(dim=1).argsort()[:THIN_BOX_LOCATIONS], box] = True
+    overlap = torch.from_numpy(box_iou(predicted_boxes.numpy(), boxes.numpy())).float()  # (P, M)
+    metric = class_probabilities[:, labels].float() ** ALIGNED_ALPHA * overlap**ALIGNED_BETA * candidate
+    top = metric.topk(min(ALIGNED_TOP_K, len(points)), dim=0).indices  # (K, M)
+    chosen_for_box = torch.zeros_like(candidate)
+    chosen_for_box[top, torch.arange(len(boxes))] = True
+    chosen_for_box &= candidate & (metric > 0)
+    best, chosen = torch.where(chosen_for_box, overlap, torch.full_like(overlap, -1.0)).max(dim=1)
+    positive = best >= 0
+    targets = _targets(points, distances, centres, inside, positive, chosen, labels)
+    # Normalised per box: alignment / the box's best alignment x the box's best IoU.
+    kept = torch.nonzero(targets.labels >= 0).flatten()
+    owner = chosen[kept]
+    kept_metric, kept_overlap = metric[kept, owner], overlap[kept, owner]
+    best_metric = torch.zeros(len(boxes)).scatter_reduce(0, owner, kept_metric, "amax")
+    best_overlap = torch.zeros(len(boxes)).scatter_reduce(0, owner, kept_overlap, "amax")
+    alignment = torch.zeros(len(points))
+    alignment[kept] = kept_metric / best_metric[owner].clamp_min(1e-9) * best_overlap[owner]
+    return Targets(targets.labels, targets.distances, alignment)
 
 
 def _background(where: Locations) -> Targets:

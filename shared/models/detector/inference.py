@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
-from lineinspect.shared.models.detector.boxes import Locations, decode, locations, non_maximum_suppression, vote_boxes
+from lineinspect.shared.models.detector.boxes import Locations, decode, locations, mirrored, non_maximum_suppression, vote_boxes
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.metrics import Box
 from lineinspect.shared.models.detector.torch_model import DetectorNet
@@ -32,6 +32,27 @@ class RawDetections:
 def confidence_rule(config: DetectorConfig) -> str:
     """How a box's confidence is made: as FCOS ranks its boxes, or the IoU-aware class score alone (GFL)."""
     return "class probability (IoU-aware)" if config.quality_focal else "sqrt(class probability x centre-ness)"
+
+
+# A side distance's place in (left, top, right, bottom) once the frame is flipped left-right.
+LEFT_RIGHT_SWAPPED = [2, 1, 0, 3]
+
+
+def network_outputs(
+    network: torch.nn.Module, batch: torch.Tensor, where: Locations, config: DetectorConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The network's outputs for a batch in float32; with `flip_test`, averaged with those of
+    the left-right flipped batch, each brought back to its location (class probabilities and
+    centre-ness averaged, left and right distances swapped): two looks at every frame."""
+    outputs = tuple(o.float() for o in network(batch))
+    if not config.flip_test:
+        return outputs
+    back = mirrored(where, "x")
+    flipped = [o.float()[:, back] for o in network(batch.flip(3))]
+    probabilities = (torch.sigmoid(outputs[0]) + torch.sigmoid(flipped[0])) / 2
+    centres = (torch.sigmoid(outputs[2]) + torch.sigmoid(flipped[2])) / 2
+    distances = (outputs[1] + flipped[1][..., LEFT_RIGHT_SWAPPED]) / 2
+    return torch.logit(probabilities, eps=1e-6), distances, torch.logit(centres, eps=1e-6)
 
 
 def postprocess(
@@ -112,8 +133,9 @@ class Detector:
         results: list[list[Box]] = []
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size]
+            frames = to_input_tensor([resize_to(image, size, size) for image in batch])
             with torch.inference_mode():
-                outputs = self.network(to_input_tensor([resize_to(image, size, size) for image in batch]))
+                outputs = network_outputs(self.network, frames, self.where, self.config)
             for image, raw in zip(batch, postprocess(outputs, self.where, self.config)):
                 boxes = to_frame_boxes(raw, self.class_names, size, *image.shape[:2])
                 results.append(boxes if all_boxes else [b for b in boxes if (b.score or 0.0) >= self.confidence])

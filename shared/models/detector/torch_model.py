@@ -187,8 +187,11 @@ def detection_loss(
     `outputs` are `DetectorNet.forward_for_training`'s: with distance bins, a fourth output
     adds the distribution focal loss. Each positive location's box losses are weighted by the
     centre-ness of its place in the box (FCOS, ATSS) or, with `box_weighting="score"`, by its
-    own highest class probability (GFL): the boxes that will be kept are the ones to fit."""
+    own highest class probability (GFL): the boxes that will be kept are the ones to fit.
+    Targets of the task-aligned assignment carry their own soft class targets and box
+    weights (TOOD's normalised alignment), which take the place of both."""
     class_logits, distances, centre_logits = outputs[:3]
+    aligned = all(t.alignment is not None for t in targets)
     labels = torch.stack([t.labels for t in targets])  # (N, P)
     target_distances = torch.stack([t.distances for t in targets])  # (N, P, 4)
     positive = labels >= 0
@@ -201,9 +204,14 @@ def detection_loss(
         predicted_boxes = decode(points, distances[positive])
         target_boxes = decode(points, target_distances[positive])
         iou, giou = pairwise_iou(predicted_boxes, target_boxes)
-        if quality_focal:
-            class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
-        box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
+        if aligned:
+            alignment = torch.stack([t.alignment for t in targets])[positive]
+            class_targets[positive] *= alignment[:, None]
+            box_weights = alignment
+        else:
+            if quality_focal:
+                class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
+            box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
         box_weights = box_weights / box_weights.sum().clamp_min(1e-6)
         losses = {"boxes": ((1 - giou) * box_weights).sum()}
         if len(outputs) > 3:
@@ -216,7 +224,7 @@ def detection_loss(
         losses = {"boxes": zero, "centreness": zero}
         if len(outputs) > 3:
             losses["sides"] = outputs[3].sum() * 0
-    class_loss = quality_focal_loss if quality_focal else sigmoid_focal_loss
+    class_loss = quality_focal_loss if quality_focal or aligned else sigmoid_focal_loss
     losses["classes"] = class_loss(class_logits, class_targets) / positives
     losses["total"] = losses["classes"] + box_weight * losses["boxes"] + losses["centreness"] + DISTRIBUTION_LOSS_WEIGHT * losses.get("sides", 0.0)
     return losses

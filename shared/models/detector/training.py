@@ -17,9 +17,17 @@ from lineinspect.shared.images import read_image
 from lineinspect.shared.logs import get_logger
 from lineinspect.shared.models.backbone import EncoderFineTuning, resize_to, square_input_preprocessing, to_input_tensor
 from lineinspect.shared.models.detector.augment import Sample, augment, mosaic, resized
-from lineinspect.shared.models.detector.boxes import Locations, Targets, assign, assign_adaptive, locations
+from lineinspect.shared.models.detector.boxes import (
+    Locations,
+    Targets,
+    assign,
+    assign_adaptive,
+    assign_task_aligned,
+    decode,
+    locations,
+)
 from lineinspect.shared.models.detector.config import DetectorConfig
-from lineinspect.shared.models.detector.inference import confidence_rule, postprocess, to_frame_boxes
+from lineinspect.shared.models.detector.inference import confidence_rule, network_outputs, postprocess, to_frame_boxes
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics, image_errors
 from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss
 from lineinspect.shared.models.package import ModelPackage, save_package
@@ -30,6 +38,9 @@ GRADIENT_CLIP = 10.0
 # Mosaics stop for the last part of training, so the end fits whole frames as they come (YOLOX, YOLOv8).
 MOSAIC_ENDS_AT = 0.8
 CONFIDENCE_GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
+# The task-aligned assignment learns from the network's own predictions, which mean nothing at
+# first: ATSS assigns until this share of training (TOOD and PP-YOLOE start on a static rule too).
+ALIGNED_AFTER = 0.15
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ def predict_boxed(network: DetectorNet, data: BoxedImages, where: Locations, con
     for start in range(0, len(data.images), config.batch_size):
         batch = to_input_tensor(list(data.images[start : start + config.batch_size]))
         with autocast():
-            outputs = float32_outputs(network(batch.contiguous(memory_format=torch.channels_last)))
+            outputs = network_outputs(network, batch.contiguous(memory_format=torch.channels_last), where, config)
         size = config.input_size
         predictions += [to_frame_boxes(raw, class_names, size, size, size) for raw in postprocess(outputs, where, config)]
     return predictions
@@ -167,11 +178,35 @@ def training_sizes(config: DetectorConfig) -> list[int]:
     return [s for s in range(32, int(high) + 1, 32) if s >= low]
 
 
-def learnt_boxes(where: Locations, boxes: torch.Tensor, labels: torch.Tensor, config: DetectorConfig) -> Targets:
-    """The box each location learns in one training frame, by the config's assignment rule."""
-    if config.assignment == "adaptive":
+def learnt_boxes(
+    where: Locations, boxes: torch.Tensor, labels: torch.Tensor, config: DetectorConfig,
+    predictions: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Targets:
+    """The box each location learns in one training frame, by the config's assignment rule;
+    'aligned' needs the frame's `predictions` (class probabilities (P, C), boxes (P, 4)) and
+    falls back to ATSS without them."""
+    if config.assignment == "aligned" and predictions is not None:
+        return assign_task_aligned(where, boxes, labels, *predictions)
+    if config.assignment in ("adaptive", "aligned"):
         return assign_adaptive(where, boxes, labels)
     return assign(where, boxes, labels, config.centre_radius)
+
+
+def batch_targets(
+    samples: Sequence[Sample], where: Locations, outputs: tuple[torch.Tensor, ...], config: DetectorConfig, progress: float
+) -> list[Targets]:
+    """What each location of each frame of a batch learns; the task-aligned rule reads the
+    batch's predictions (not back-propagated) once `ALIGNED_AFTER` of training has passed."""
+    predictions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(samples)
+    if config.assignment == "aligned" and progress >= ALIGNED_AFTER:
+        side = samples[0][0].shape[0]
+        probabilities = outputs[0].detach().sigmoid()
+        boxes = decode(where.points, outputs[1].detach()).clamp(0, side)
+        predictions = list(zip(probabilities, boxes))
+    return [
+        learnt_boxes(where, torch.from_numpy(b), torch.from_numpy(lab), config, predicted)
+        for (_, b, lab), predicted in zip(samples, predictions)
+    ]
 
 
 def budget_schedule(optimiser: torch.optim.Optimizer, total_steps: int, stopping: EarlyStopping) -> torch.optim.lr_scheduler.LambdaLR:
@@ -240,11 +275,11 @@ def train_detector(
             side = int(rng.choice(sizes)) if len(sizes) > 1 else size
             picked = [resized(sample, side) for sample in picked]
             batch_where = where_at[side]
-            targets = [learnt_boxes(batch_where, torch.from_numpy(b), torch.from_numpy(lab), config) for _, b, lab in picked]
             batch = to_input_tensor([image for image, _, _ in picked]).contiguous(memory_format=torch.channels_last)
             # Forward in this CPU's number format (bfloat16 halves the step where it is native), loss in float32.
             with autocast():
                 outputs = float32_outputs(network.forward_for_training(batch))
+            targets = batch_targets(picked, batch_where, outputs, config, training_progress(step, total_steps, stopping))
             loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal, config.box_weighting)
             optimiser.zero_grad()
             loss["total"].backward()
