@@ -163,9 +163,9 @@ def assign_task_aligned(
     predictions: among the locations inside a box, the `ALIGNED_TOP_K` whose class score for
     the box's type and predicted box's IoU with it are jointly highest (score^alpha x IoU^beta)
     learn it; the box its prediction overlaps most when several qualify. Each positive's
-    alignment, scaled so a box's best location gets that location's IoU, becomes its soft
-    class target and box-loss weight: the locations that already classify and localise a box
-    well are the ones trained to rank first. A box holding no location centre (a thin one)
+    alignment, scaled so that the box's best-aligned location gets the highest IoU among the
+    box's locations, becomes its soft class target and box-loss weight: the locations that
+    already classify and localise a box well are the ones trained to rank first. A box holding no location centre (a thin one)
     takes the `THIN_BOX_LOCATIONS` nearest its centre as candidates."""
     if boxes.numel() == 0:
         background = _background(where)
