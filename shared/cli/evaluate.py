@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detector.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="try an inference setting on the package without retraining (score_threshold, nms_iou, box_voting_iou, "
-             "max_detections), e.g. --set nms_iou=0.6; recorded in the JSON",
+             "max_detections, flip_test: detector/config.py's INFERENCE_SETTINGS), e.g. --set nms_iou=0.6; recorded in the JSON",
     )
     detector.add_argument("--no-progress", action="store_true", help="no progress bars")
     detector.set_defaults(handler=_evaluate_detector)
