@@ -1,5 +1,5 @@
 """The math of the anomaly model on its own: coreset selection, nearest-patch search (exact
-and inverted-file), smoothing, region finding and threshold choice."""
+and inverted-file), smoothing, region finding, threshold choice and the defect probe."""
 
 import math
 
@@ -12,6 +12,7 @@ from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.calibration import f1_optimal_threshold, normal_quantile_threshold
 from lineinspect.shared.models.anomaly.inference import ReferenceLevels, whole_product_region
 from lineinspect.shared.models.anomaly.metrics import PixelAuroc
+from lineinspect.shared.models.anomaly.probe import DefectProbe, fit_probe, labelled_patches
 from lineinspect.shared.models.anomaly.regions import find_regions
 from lineinspect.shared.models.anomaly.torch_model import (
     NearestPatchSearch,
@@ -203,3 +204,54 @@ def test_model_input_is_imagenet_normalised_rgb_in_channels_first_layout() -> No
     for image, tensor in zip(images, batch):
         expected = (image[..., ::-1].astype(np.float64) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         assert np.allclose(tensor.numpy().transpose(1, 2, 0), expected, atol=1e-5)
+
+
+def _patch_grid(defect: np.ndarray, seed: int) -> torch.Tensor:
+    """(6, h, w) features: noise everywhere, channel 2 shifted up where `defect` is set."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(6, *defect.shape, generator=generator)
+    features[2] += 3.0 * torch.from_numpy(defect.astype(np.float32))
+    return features
+
+
+def test_labelled_patches_leave_a_defects_outline_and_the_background_out() -> None:
+    share = np.zeros((8, 8), np.float32)
+    share[2:5, 2:5] = 1.0
+    share[2:5, 5] = 0.1  # a sliver of defect in the next column: neither defect nor clean
+    inside = np.ones((8, 8), bool)
+    inside[:, 7] = False  # outside the product
+    patches = labelled_patches(torch.randn(4, 8, 8), share, inside)
+    assert patches.features.shape == (len(patches.is_defect), 4)
+    assert patches.is_defect.sum() == 9
+    # 64 cells - 7 outside the product - 9 defect - the 3 slivers and the other cells touching a defect.
+    near = np.zeros((8, 8), bool)
+    near[1:6, 1:7] = True
+    assert len(patches.is_defect) == 9 + int((~near & inside).sum())
+
+
+def test_defect_probe_learns_what_sets_defect_patches_apart_and_raises_their_distances() -> None:
+    rng = np.random.default_rng(0)
+    images = []
+    for seed in range(6):
+        defect = np.zeros((12, 12), bool)
+        y, x = rng.integers(0, 8, 2)
+        defect[y : y + 4, x : x + 4] = True
+        images.append(labelled_patches(_patch_grid(defect, seed), defect.astype(np.float32)))
+    probe = fit_probe(images, gain=3.0, strength=1.0)
+    assert int(probe.weights.abs().argmax()) == 2
+    unseen = np.zeros((12, 12), bool)
+    unseen[6:10, 1:5] = True
+    features = _patch_grid(unseen, 99)
+    p = probe.probabilities(features)
+    assert float(p[torch.from_numpy(unseen)].mean()) > 0.8 > 0.2 > float(p[torch.from_numpy(~unseen)].mean())
+    distances = torch.full((12, 12), 2.0)
+    assert torch.allclose(probe.raise_distances(distances, features), 2.0 * (1 + 3.0 * p))
+    again = DefectProbe.from_tensors(probe.tensors(), gain=3.0)
+    assert again is not None and torch.equal(again.probabilities(features), p)
+    assert DefectProbe.from_tensors({}, gain=3.0) is None
+
+
+def test_defect_probe_needs_defect_and_clean_patches() -> None:
+    clean = labelled_patches(torch.randn(4, 6, 6), np.zeros((6, 6), np.float32))
+    with pytest.raises(ValueError, match="both defect and clean"):
+        fit_probe([clean], gain=3.0, strength=1.0)

@@ -105,6 +105,7 @@ def test_threshold_is_f1_optimal_with_labelled_anomalies_else_a_normal_quantile(
     assert manifest.thresholds["calibration"]["method"] == "normal_quantile"
     assert "quantile" in manifest.thresholds["calibration"]["explanation"]
     assert manifest.config["defect_type_labels"] == []
+    assert manifest.training_data["defect_probe"] is None  # no defect masks to learn from
 
 
 def test_regions_carry_labelled_defect_types_when_anomalies_were_labelled(model: AnomalyModel) -> None:
@@ -116,12 +117,37 @@ def test_regions_carry_labelled_defect_types_when_anomalies_were_labelled(model:
         assert 0.0 < region.type_confidence <= 1.0
 
 
+def test_labelled_defect_masks_teach_a_probe_that_sharpens_the_heatmap_but_leaves_the_score(
+    model: AnomalyModel, package_dir: Path
+) -> None:
+    learnt = load_package(package_dir, "anomaly").manifest.training_data["defect_probe"]
+    assert model.defect_probe is not None and learnt["calibration_anomalies"] >= 4 and learnt["defect_patches"] > 0
+    without = model.with_probe(None)
+    sharper = 0
+    frames = [planted(i, kind)[1] for i in (1, 2, 3) for kind in ("stain", "spot", "crack")]
+    for frame in frames:
+        probed, plain = (m.predict([frame.image], [frame.product_mask])[0] for m in (model, without))
+        assert (probed.score, probed.decision) == (plain.score, plain.decision)
+        assert np.all(probed.heatmap >= plain.heatmap - 1e-5)  # the probe only raises
+        defect, rest = frame.defect_mask, frame.product_mask & ~frame.defect_mask
+        contrast = lambda heatmap: heatmap[defect].mean() / heatmap[rest].mean()  # noqa: E731
+        sharper += contrast(probed.heatmap) > contrast(plain.heatmap)
+    assert sharper >= 7, f"the probe sharpened only {sharper} of {len(frames)} planted defects"
+
+
+def test_a_normal_verdict_names_no_regions_even_where_the_probe_raised_the_heatmap(model: AnomalyModel) -> None:
+    frames = [planted(i, "spot")[0] for i in range(10, 20)]
+    for prediction in model.predict([f.image for f in frames], [f.product_mask for f in frames]):
+        assert prediction.is_anomalous or not prediction.regions
+
+
 def test_package_round_trip_gives_identical_scores(model: AnomalyModel, package_dir: Path) -> None:
     again = AnomalyModel.from_package(package_dir)
     frames = [planted(i, "crack")[1] for i in (6, 7)]
     first = model.predict([f.image for f in frames], [f.product_mask for f in frames])
     second = again.predict([f.image for f in frames], [f.product_mask for f in frames])
     assert [p.score for p in first] == [p.score for p in second]
+    assert all(np.array_equal(p.heatmap, q.heatmap) for p, q in zip(first, second))  # the probe survives too
     assert again.version == model.version and again.threshold == model.threshold
     rings = CONFIG.edge_rings
     assert again.edge_profile is not None and again.edge_profile.shape == (rings + 1, rings + 1)

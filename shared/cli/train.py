@@ -155,7 +155,7 @@ def parse_overrides(pairs: list[str], model: type[BaseModel]) -> BaseModel:
 
 def _train_anomaly(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.anomaly.config import AnomalyConfig
-    from lineinspect.shared.models.anomaly.training import train_anomaly
+    from lineinspect.shared.models.anomaly.training import MIN_PROBE_IMAGES, train_anomaly
 
     apply_torch_threads()
     config = parse_overrides(args.overrides, AnomalyConfig)
@@ -167,5 +167,12 @@ def _train_anomaly(args: argparse.Namespace) -> int:
     calibration = manifest.thresholds["calibration"]
     print(f"anomaly package {manifest.version} written to {package.path}")
     print(f"threshold {calibration['value']:.5g} ({calibration['method']}): {calibration['explanation']}")
+    probe = manifest.training_data.get("defect_probe")
+    if probe:
+        print(f"defect probe: learnt from the defect masks of {probe['calibration_anomalies']} calibration anomalies "
+              f"({probe['defect_patches']} defect patches); it sharpens heatmaps, not scores")
+    elif config.defect_probe:
+        print(f"no defect probe: it needs at least {MIN_PROBE_IMAGES} calibration anomalies whose defect masks "
+              "cover a patch (`datasets split --calibration-fraction`)")
     print(json.dumps({"training_data": manifest.training_data}, indent=2))
     return 0

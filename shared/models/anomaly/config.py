@@ -81,6 +81,27 @@ class AnomalyConfig(BaseModel):
         ),
     )
     blur_sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the heatmap, in pixels at input_size.")
+    defect_probe: bool = Field(
+        True,
+        description=(
+            "When calibration anomalies come with defect masks (at least training.MIN_PROBE_IMAGES of them), a "
+            "linear probe on the patch features learns which patches are defect, and the heatmap's patch distances "
+            "are raised x (1 + probe_gain x its probability); see probe.py. It shapes heatmaps and regions only: "
+            "image scores, the threshold and decisions do not use it. magnetic_tile with half of its labelled "
+            "anomalies calibrating: test pixel AUROC 0.817 -> 0.912 (bench/anomaly_accuracy.py). Without such masks "
+            "nothing changes."
+        ),
+    )
+    probe_gain: float = Field(
+        3.0, ge=0.0,
+        description=(
+            "How far the probe can raise a patch distance: x (1 + gain) at probability 1. magnetic_tile (as in "
+            "defect_probe): 1 gave pixel AUROC 0.900, 3 0.912, 10 0.915."
+        ),
+    )
+    probe_strength: float = Field(
+        0.01, gt=0.0, description="Inverse L2 penalty of the probe's logistic regression on standardised features."
+    )
     holdout_fraction: float = Field(
         0.15, gt=0.0, lt=1.0, description="Share of training normals held back to set the threshold when no calibration split exists."
     )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
+from lineinspect.shared.models.anomaly.probe import DefectProbe
 from lineinspect.shared.models.anomaly.regions import DefectRegion, find_regions
 from lineinspect.shared.models.anomaly.torch_model import NearestPatchSearch, PatchFeatures, anomaly_maps, level_edges
 from lineinspect.shared.models.backbone import frozen_for_inference, resize_to, to_input_tensor
@@ -30,7 +31,9 @@ class AnomalyPrediction:
     threshold: float
     normalised_score: float  # score / threshold
     decision: str  # "normal" | "anomalous"
-    heatmap: np.ndarray  # float32 (H, W) at the input image's resolution, normalised (1.0 = threshold)
+    # float32 (H, W) at the input image's resolution, normalised (1.0 = threshold), raised
+    # further by the package's defect probe where patches look like labelled defects
+    heatmap: np.ndarray
     regions: list[DefectRegion]
 
     @property
@@ -148,9 +151,11 @@ class AnomalyModel:
         channel_scales: torch.Tensor | None = None,
         levels: "ReferenceLevels | None" = None,
         edge_profile: torch.Tensor | None = None,
+        defect_probe: DefectProbe | None = None,
     ) -> None:
         self.config = config
         self.edge_profile = edge_profile  # see torch_model.edge_profile; None: distances as they are
+        self.defect_probe = defect_probe  # see probe.py; None: distances as they are
         self.search = search
         self.threshold = float(threshold)
         self.levels = levels or ReferenceLevels()
@@ -184,6 +189,7 @@ class AnomalyModel:
             channel_scales=tensors.get("channel_scales"),
             levels=ReferenceLevels(thresholds["peak_level"], thresholds["mean_level"]),
             edge_profile=tensors.get("edge_profile"),
+            defect_probe=DefectProbe.from_tensors(tensors, config.probe_gain),
         )
 
     def calibrated(self, threshold: float, levels: "ReferenceLevels") -> "AnomalyModel":
@@ -192,6 +198,14 @@ class AnomalyModel:
         clone.__dict__.update(self.__dict__)
         clone.threshold = float(threshold)
         clone.levels = levels
+        return clone
+
+    def with_probe(self, probe: DefectProbe | None) -> "AnomalyModel":
+        """The same model with another defect probe, or none: what its heatmaps owe to the
+        probe (scores and decisions never depend on it)."""
+        clone = object.__new__(AnomalyModel)
+        clone.__dict__.update(self.__dict__)
+        clone.defect_probe = probe
         return clone
 
     # ---- scoring -------------------------------------------------------------------------
@@ -221,17 +235,24 @@ class AnomalyModel:
 
     @torch.inference_mode()
     def score_maps(
-        self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Smoothed raw anomaly maps at the backbone's input size (H, W) and the patch
-        features (D, h, w), one of each per image."""
+        self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None], with_probe: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Per image, at the backbone's input size (H, W): the smoothed raw anomaly map (what
+        the image score is made of), the map the heatmap shows (the raw map raised by the
+        defect probe when asked for and the model has one, else the raw map itself), and the
+        patch features (D, h, w)."""
         prepared = [prepare_image(image, self.config, mask) for image, mask in zip(images, product_masks)]
         grids, features = self.patch_distances(prepared)
-        maps = [
-            anomaly_maps(level_edges(grid, self.edge_profile)[None], image.shape[:2], self.config.blur_sigma)[0]
-            for grid, image in zip(grids, prepared)
-        ]
-        return maps, features
+        raw_maps, shown_maps = [], []
+        for grid, feature, image in zip(grids, features, prepared):
+            levelled = level_edges(grid, self.edge_profile)
+            raw_maps.append(anomaly_maps(levelled[None], image.shape[:2], self.config.blur_sigma)[0])
+            if with_probe and self.defect_probe is not None:
+                raised = self.defect_probe.raise_distances(levelled, feature)
+                shown_maps.append(anomaly_maps(raised[None], image.shape[:2], self.config.blur_sigma)[0])
+            else:
+                shown_maps.append(raw_maps[-1])
+        return raw_maps, shown_maps, features
 
     def predict(
         self, images: Sequence[np.ndarray], product_masks: Sequence[np.ndarray | None] | None = None
@@ -250,9 +271,11 @@ class AnomalyModel:
                     raise ValueError(
                         f"product mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
                     )
-            maps, features = self.score_maps(batch, batch_masks)
+            raw_maps, shown_maps, features = self.score_maps(batch, batch_masks, with_probe=True)
             for offset, image in enumerate(batch):
-                predictions.append(self._finish(image, masks[start + offset], maps[offset], features[offset]))
+                predictions.append(
+                    self._finish(image, masks[start + offset], raw_maps[offset], shown_maps[offset], features[offset])
+                )
         return predictions
 
     def measure(
@@ -264,44 +287,62 @@ class AnomalyModel:
         out: list[tuple[float, float]] = []
         for start in range(0, len(images), self.config.batch_size):
             batch, batch_masks = images[start : start + self.config.batch_size], masks[start : start + self.config.batch_size]
-            maps, _ = self.score_maps(batch, batch_masks)
+            maps, _, _ = self.score_maps(batch, batch_masks)
             for image, mask, raw_map in zip(batch, batch_masks, maps):
                 out.append(self._measure(image, mask, raw_map)[:2])
         return out
 
     @staticmethod
-    def _measure(image: np.ndarray, product_mask: np.ndarray | None, raw_map: torch.Tensor) -> tuple[float, float, np.ndarray]:
+    def _at_image_size(image: np.ndarray, product_mask: np.ndarray | None, small_map: torch.Tensor) -> np.ndarray:
+        """A map at the backbone's input size -> the image's size, 0 outside the product."""
         height, width = image.shape[:2]
-        full = cv2.resize(raw_map.numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
+        full = cv2.resize(small_map.numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
+        if product_mask is None:
+            return full
+        return np.where(product_mask, full, np.float32(0.0)).astype(np.float32)
+
+    @classmethod
+    def _measure(cls, image: np.ndarray, product_mask: np.ndarray | None, raw_map: torch.Tensor) -> tuple[float, float, np.ndarray]:
+        full = cls._at_image_size(image, product_mask, raw_map)
         if product_mask is None:
             return float(full.max()), float(full.mean()), full
         if not product_mask.any():
-            return 0.0, 0.0, np.zeros_like(full)
-        full = np.where(product_mask, full, np.float32(0.0)).astype(np.float32)
+            return 0.0, 0.0, full
         return float(full.max()), float(full[product_mask].mean()), full
 
     def _finish(
-        self, image: np.ndarray, product_mask: np.ndarray | None, raw_map: torch.Tensor, features: torch.Tensor
+        self,
+        image: np.ndarray,
+        product_mask: np.ndarray | None,
+        raw_map: torch.Tensor,
+        shown_map: torch.Tensor,
+        features: torch.Tensor,
     ) -> AnomalyPrediction:
         height, width = image.shape[:2]
         peak, mean, full = self._measure(image, product_mask, raw_map)
         score = self.levels.score(peak, mean)
         normalised_score = score / self.threshold
-        # The heatmap is scaled so 1.0 is where a local peak alone makes the image anomalous.
+        anomalous = normalised_score >= 1.0
+        # The heatmap is scaled so 1.0 is where a local peak alone makes the image anomalous
+        # (on the raw map; a defect probe raises it further where patches look like labelled defects).
         pixel_threshold = self.levels.peak * self.threshold
+        if shown_map is not raw_map:
+            full = self._at_image_size(image, product_mask, shown_map)
         heatmap = (full * (1.0 / pixel_threshold)).astype(np.float32)
-        regions = find_regions(heatmap)
-        if normalised_score >= 1.0 and not regions:
+        # Regions only where the image is anomalous: without a probe, a heatmap above 1.0
+        # already means it is; a probe's raised heatmap on a normal image names no defect.
+        regions = find_regions(heatmap) if anomalous else []
+        if anomalous and not regions:
             # Anomalous as a whole (the product's overall level, not one spot): one region
             # over the product, so every anomalous image names where to look.
             regions = [whole_product_region(product_mask, width, height, normalised_score)]
         if regions:
-            regions = self._typed(regions, features, raw_map.numpy() * (1.0 / pixel_threshold), width, height)
+            regions = self._typed(regions, features, shown_map.numpy() * (1.0 / pixel_threshold), width, height)
         return AnomalyPrediction(
             score=score,
             threshold=self.threshold,
             normalised_score=normalised_score,
-            decision="anomalous" if normalised_score >= 1.0 else "normal",
+            decision="anomalous" if anomalous else "normal",
             heatmap=heatmap,
             regions=regions,
         )

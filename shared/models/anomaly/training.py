@@ -25,6 +25,7 @@ from lineinspect.shared.models.anomaly.calibration import (
     normal_quantile_threshold,
 )
 from lineinspect.shared.models.anomaly.config import INPUT_MULTIPLE, AnomalyConfig
+from lineinspect.shared.models.anomaly.probe import DefectProbe, LabelledPatches, fit_probe, labelled_patches
 from lineinspect.shared.models.anomaly.reference import REFERENCE_NAME, reference_rows
 from lineinspect.shared.models.anomaly.inference import (
     AnomalyModel,
@@ -54,6 +55,8 @@ from lineinspect.shared.models.backbone import (
 from lineinspect.shared.models.package import ModelPackage, save_package
 
 MIN_TRAIN_IMAGES = 2
+MIN_PROBE_IMAGES = 4  # calibration anomalies with defect masks needed for a defect probe
+PROBE_NORMAL_IMAGES = 16  # bank images whose patches join the probe's clean examples
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,51 @@ def defect_type_descriptors(model: AnomalyModel, rows: Sequence[ManifestRow]) ->
     return DefectTypes(torch.stack(descriptors), labels)
 
 
+def image_patches(model: AnomalyModel, row: ManifestRow) -> LabelledPatches:
+    """A row's patch features, each labelled defect or clean by its defect mask (none: clean)."""
+    image, product_mask = load_row(row)
+    features = model.patch_features([prepare_image(image, model.config, product_mask)])[0]
+    _, h, w = features.shape
+    share = np.zeros((h, w), np.float32)
+    if row.defect_mask:
+        share = resize_to(read_mask(row.defect_mask).astype(np.float32), h, w)
+    return labelled_patches(features, share, grid_mask(product_mask, h, w))
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """The defect probe and what it learnt from."""
+
+    probe: DefectProbe
+    images: int  # calibration anomalies with defect masks
+    normal_images: int  # bank images whose patches joined the clean examples
+    patches: int
+    defect_patches: int
+
+
+def fit_defect_probe(model: AnomalyModel, plan: TrainingPlan, progress: bool = False) -> ProbeFit | None:
+    """A defect probe from the calibration anomalies' defect masks (see probe.py); None when
+    it is off or there are fewer than MIN_PROBE_IMAGES such anomalies."""
+    config = model.config
+    rows = [r for r in plan.calibration if r.label == "anomaly" and r.defect_mask]
+    if not config.defect_probe or len(rows) < MIN_PROBE_IMAGES:
+        return None
+    normals = plan.bank[:: max(1, len(plan.bank) // PROBE_NORMAL_IMAGES)][:PROBE_NORMAL_IMAGES]
+    labelled = [image_patches(model, row) for row in tqdm(rows, desc="defect probe", disable=not progress, leave=False)]
+    clean = [image_patches(model, row) for row in normals]
+    try:
+        probe = fit_probe(labelled + clean, config.probe_gain, config.probe_strength, config.seed)
+    except ValueError:  # no defect cell at all: masks too small for the patch grid
+        return None
+    return ProbeFit(
+        probe=probe,
+        images=len(rows),
+        normal_images=len(normals),
+        patches=sum(len(p.is_defect) for p in labelled + clean),
+        defect_patches=int(sum(p.is_defect.sum() for p in labelled)),
+    )
+
+
 def measure_rows(
     model: AnomalyModel, rows: Sequence[ManifestRow], progress: bool = False, desc: str = "scoring"
 ) -> np.ndarray:
@@ -284,6 +332,9 @@ def train_anomaly(
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
     if config.edge_rings:
         model.edge_profile = fit_edge_profile(model, threshold_normals(plan), progress)
+    probe_fit = fit_defect_probe(model, plan, progress)
+    if probe_fit is not None:
+        model.defect_probe = probe_fit.probe
     threshold, levels, normal_rows, normal_measures = choose_threshold(model, plan, progress)
     defect_types = defect_type_descriptors(model, plan.calibration)
     seconds = time.perf_counter() - started
@@ -291,6 +342,7 @@ def train_anomaly(
         "anomaly model trained",
         bank_images=len(plan.bank), bank_patches=len(bank), patches_seen=patches_seen,
         threshold=round(threshold.value, 5), method=threshold.method, seconds=round(seconds, 1),
+        defect_probe_images=probe_fit.images if probe_fit else 0,
     )
     tensors = {"memory_bank": bank}
     if projection is not None:
@@ -303,6 +355,8 @@ def train_anomaly(
         tensors["edge_profile"] = model.edge_profile
     if defect_types.labels:
         tensors["defect_type_descriptors"] = defect_types.descriptors
+    if probe_fit is not None:
+        tensors.update(probe_fit.probe.tensors())
     reference = reference_rows(plan.bank, normal_rows, normal_measures, levels, threshold.value)
     return save_package(
         out_dir,
@@ -328,7 +382,8 @@ def train_anomaly(
                 "image score = max(peak / peak_level, mean / mean_level) of the anomaly map inside the product "
                 "(patch distances levelled by the edge profile when the package has one); "
                 "levels = 0.99 quantiles on normal images the memory bank did not see; anomalous when "
-                "score >= image threshold; heatmap 1.0 = peak_level * image threshold"
+                "score >= image threshold; heatmap 1.0 = peak_level * image threshold (with a defect probe, the "
+                "heatmap's patch distances are raised x (1 + probe_gain x p) where patches look like labelled defects)"
             ),
             "calibration": threshold.as_dict(),
         },
@@ -340,6 +395,12 @@ def train_anomaly(
             "patches_seen": patches_seen,
             "ivf_lists": 0 if centroids is None else len(centroids),
             "training_seconds": round(seconds, 2),
+            "defect_probe": None if probe_fit is None else {
+                "calibration_anomalies": probe_fit.images,
+                "patches": probe_fit.patches,
+                "defect_patches": probe_fit.defect_patches,
+                "normal_images": probe_fit.normal_images,
+            },
         },
         metrics={"calibration": threshold.as_dict()},
     )
