@@ -1,6 +1,6 @@
 """The defect-pixel probe: where labelled anomalies come with defect masks, a linear classifier
 on the patch features learns which patches are defect, and its probability raises each patch
-distance (distance x (1 + gain x p)).
+distance of the heatmap (distance x (1 + gain x p)); image scores do not use it.
 
 Nearest-patch distances see a patch against normal patches only, so a defect whose patches
 each look like some normal surface (magnetic tiles' uneven bands: a quarter of a tile finished

@@ -208,7 +208,8 @@ def fit_defect_probe(model: AnomalyModel, plan: TrainingPlan, progress: bool = F
     clean = [image_patches(model, row) for row in normals]
     try:
         probe = fit_probe(labelled + clean, config.probe_gain, config.probe_strength, config.seed)
-    except ValueError:  # no defect cell at all: masks too small for the patch grid
+    except ValueError as exc:  # no defect cell at all: masks too small for the patch grid
+        get_logger(__name__, stage="train-anomaly").warning("no defect probe", reason=str(exc), anomalies=len(rows))
         return None
     return ProbeFit(
         probe=probe,
