@@ -17,7 +17,8 @@ from lineinspect.shared.datasets.synth.dataset import sample_rng
 from lineinspect.shared.errors import ModelPackageError
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, batch_by_shape, prepare_image
-from lineinspect.shared.models.anomaly.training import train_anomaly
+from lineinspect.shared.images import write_image
+from lineinspect.shared.models.anomaly.training import fit_defect_probe, plan_training, train_anomaly
 from lineinspect.shared.models.package import load_package
 
 pytestmark = pytest.mark.slow
@@ -133,6 +134,19 @@ def test_labelled_defect_masks_teach_a_probe_that_sharpens_the_heatmap_but_leave
         contrast = lambda heatmap: heatmap[defect].mean() / heatmap[rest].mean()  # noqa: E731
         sharper += contrast(probed.heatmap) > contrast(plain.heatmap)
     assert sharper >= 7, f"the probe sharpened only {sharper} of {len(frames)} planted defects"
+
+
+def test_defect_masks_too_small_for_the_patch_grid_teach_no_probe(
+    model: AnomalyModel, dataset: list[ManifestRow], tmp_path: Path
+) -> None:
+    speck = np.zeros((SIZE, SIZE), bool)
+    speck[SIZE // 2, SIZE // 2] = True  # one pixel: no 8 x 8 cell is a quarter covered
+    write_image(tmp_path / "speck.png", speck)
+    rows = [r.model_copy(update={"defect_mask": str(tmp_path / "speck.png")}) if r.defect_mask else r for r in dataset]
+    plan = plan_training(rows, CONFIG)
+    assert sum(r.label == "anomaly" and r.defect_mask is not None for r in plan.calibration) >= 4
+    assert fit_defect_probe(model, plan) is None
+    assert fit_defect_probe(model, plan_training(dataset, CONFIG)) is not None
 
 
 def test_a_normal_verdict_names_no_regions_even_where_the_probe_raised_the_heatmap(model: AnomalyModel) -> None:
