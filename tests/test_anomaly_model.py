@@ -18,7 +18,7 @@ from lineinspect.shared.errors import ModelPackageError
 from lineinspect.shared.models.anomaly.config import AnomalyConfig
 from lineinspect.shared.models.anomaly.inference import AnomalyModel, batch_by_shape, prepare_image
 from lineinspect.shared.images import write_image
-from lineinspect.shared.models.anomaly.training import fit_defect_probe, plan_training, train_anomaly
+from lineinspect.shared.models.anomaly.training import calibration_defects, fit_defect_probe, plan_training, train_anomaly
 from lineinspect.shared.models.package import load_package
 
 pytestmark = pytest.mark.slow
@@ -145,8 +145,9 @@ def test_defect_masks_too_small_for_the_patch_grid_teach_no_probe(
     rows = [r.model_copy(update={"defect_mask": str(tmp_path / "speck.png")}) if r.defect_mask else r for r in dataset]
     plan = plan_training(rows, CONFIG)
     assert sum(r.label == "anomaly" and r.defect_mask is not None for r in plan.calibration) >= 4
-    assert fit_defect_probe(model, plan) is None
-    assert fit_defect_probe(model, plan_training(dataset, CONFIG)) is not None
+    assert fit_defect_probe(model, plan, calibration_defects(model, plan)) is None
+    labelled = plan_training(dataset, CONFIG)
+    assert fit_defect_probe(model, labelled, calibration_defects(model, labelled)) is not None
 
 
 def test_a_normal_verdict_names_no_regions_even_where_the_probe_raised_the_heatmap(model: AnomalyModel) -> None:

@@ -193,19 +193,17 @@ class AnomalyModel:
         )
 
     def calibrated(self, threshold: float, levels: "ReferenceLevels") -> "AnomalyModel":
-        """The same model with another threshold and reference levels (used by training)."""
-        clone = object.__new__(AnomalyModel)
-        clone.__dict__.update(self.__dict__)
-        clone.threshold = float(threshold)
-        clone.levels = levels
-        return clone
+        """The same model with another threshold and reference levels."""
+        return self._replaced(threshold=float(threshold), levels=levels)
 
     def with_probe(self, probe: DefectProbe | None) -> "AnomalyModel":
         """The same model with another defect probe, or none: what its heatmaps owe to the
         probe (scores and decisions never depend on it)."""
+        return self._replaced(defect_probe=probe)
+
+    def _replaced(self, **attributes: object) -> "AnomalyModel":
         clone = object.__new__(AnomalyModel)
-        clone.__dict__.update(self.__dict__)
-        clone.defect_probe = probe
+        clone.__dict__.update(self.__dict__, **attributes)
         return clone
 
     # ---- scoring -------------------------------------------------------------------------

@@ -152,37 +152,51 @@ def build_memory_bank(
     return bank.contiguous(), seen
 
 
-def defect_type_descriptors(model: AnomalyModel, rows: Sequence[ManifestRow]) -> DefectTypes:
-    """One descriptor per labelled anomaly with a defect mask: its mean patch feature over the
-    defect. Regions found later are typed by their nearest descriptors."""
-    descriptors: list[torch.Tensor] = []
-    labels: list[str] = []
-    for row in rows:
-        if row.label != "anomaly" or not row.defect_mask or not row.defect_type:
-            continue
-        image, product_mask = load_row(row)
-        defect = read_mask(row.defect_mask)
-        features = model.patch_features([prepare_image(image, model.config, product_mask)])[0]
-        _, h, w = features.shape
-        weights = torch.from_numpy(resize_to(defect.astype(np.float32), h, w))
-        if float(weights.sum()) <= 0:
-            continue
-        descriptors.append(torch.nn.functional.normalize(region_descriptor(features, weights), dim=0))
-        labels.append(row.defect_type)
-    if not descriptors:
-        return DefectTypes(torch.zeros(0, 1), [])
-    return DefectTypes(torch.stack(descriptors), labels)
+@dataclass(frozen=True)
+class MaskedFeatures:
+    """A row's patch features (D, h, w), the share of each grid cell its defect mask covers
+    (h, w; all 0 without a mask) and the cells its product covers (None: all)."""
+
+    row: ManifestRow
+    features: torch.Tensor
+    defect_share: np.ndarray
+    product_cells: np.ndarray | None
+
+    def labelled(self) -> LabelledPatches:
+        return labelled_patches(self.features, self.defect_share, self.product_cells)
 
 
-def image_patches(model: AnomalyModel, row: ManifestRow) -> LabelledPatches:
-    """A row's patch features, each labelled defect or clean by its defect mask (none: clean)."""
+def masked_features(model: AnomalyModel, row: ManifestRow) -> MaskedFeatures:
     image, product_mask = load_row(row)
     features = model.patch_features([prepare_image(image, model.config, product_mask)])[0]
     _, h, w = features.shape
     share = np.zeros((h, w), np.float32)
     if row.defect_mask:
         share = resize_to(read_mask(row.defect_mask).astype(np.float32), h, w)
-    return labelled_patches(features, share, grid_mask(product_mask, h, w))
+    return MaskedFeatures(row, features, share, grid_mask(product_mask, h, w))
+
+
+def calibration_defects(model: AnomalyModel, plan: TrainingPlan, progress: bool = False) -> list[MaskedFeatures]:
+    """`masked_features` of the calibration anomalies with a defect mask: what both the defect
+    types and the defect probe learn from (the backbone sees each once)."""
+    rows = [r for r in plan.calibration if r.label == "anomaly" and r.defect_mask]
+    return [masked_features(model, row) for row in tqdm(rows, desc="labelled defects", disable=not progress, leave=False)]
+
+
+def defect_type_descriptors(defects: Sequence[MaskedFeatures]) -> DefectTypes:
+    """One descriptor per labelled anomaly with a defect mask and type: its mean patch feature
+    over the defect. Regions found later are typed by their nearest descriptors."""
+    descriptors: list[torch.Tensor] = []
+    labels: list[str] = []
+    for defect in defects:
+        weights = torch.from_numpy(defect.defect_share)
+        if not defect.row.defect_type or float(weights.sum()) <= 0:
+            continue
+        descriptors.append(torch.nn.functional.normalize(region_descriptor(defect.features, weights), dim=0))
+        labels.append(defect.row.defect_type)
+    if not descriptors:
+        return DefectTypes(torch.zeros(0, 1), [])
+    return DefectTypes(torch.stack(descriptors), labels)
 
 
 @dataclass(frozen=True)
@@ -196,24 +210,23 @@ class ProbeFit:
     defect_patches: int
 
 
-def fit_defect_probe(model: AnomalyModel, plan: TrainingPlan, progress: bool = False) -> ProbeFit | None:
-    """A defect probe from the calibration anomalies' defect masks (see probe.py); None when
-    it is off or there are fewer than MIN_PROBE_IMAGES such anomalies."""
+def fit_defect_probe(model: AnomalyModel, plan: TrainingPlan, defects: Sequence[MaskedFeatures]) -> ProbeFit | None:
+    """A defect probe from the calibration anomalies' defect masks (`calibration_defects`; see
+    probe.py); None when it is off or there are fewer than MIN_PROBE_IMAGES such anomalies."""
     config = model.config
-    rows = [r for r in plan.calibration if r.label == "anomaly" and r.defect_mask]
-    if not config.defect_probe or len(rows) < MIN_PROBE_IMAGES:
+    if not config.defect_probe or len(defects) < MIN_PROBE_IMAGES:
         return None
     normals = plan.bank[:: max(1, len(plan.bank) // PROBE_NORMAL_IMAGES)][:PROBE_NORMAL_IMAGES]
-    labelled = [image_patches(model, row) for row in tqdm(rows, desc="defect probe", disable=not progress, leave=False)]
-    clean = [image_patches(model, row) for row in normals]
+    labelled = [defect.labelled() for defect in defects]
+    clean = [masked_features(model, row).labelled() for row in normals]
     try:
         probe = fit_probe(labelled + clean, config.probe_gain, config.probe_strength, config.seed)
     except ValueError as exc:  # no defect cell at all: masks too small for the patch grid
-        get_logger(__name__, stage="train-anomaly").warning("no defect probe", reason=str(exc), anomalies=len(rows))
+        get_logger(__name__, stage="train-anomaly").warning("no defect probe", reason=str(exc), anomalies=len(defects))
         return None
     return ProbeFit(
         probe=probe,
-        images=len(rows),
+        images=len(defects),
         normal_images=len(normals),
         patches=sum(len(p.is_defect) for p in labelled + clean),
         defect_patches=int(sum(p.is_defect.sum() for p in labelled)),
@@ -333,11 +346,12 @@ def train_anomaly(
     model = AnomalyModel(config, search, 1.0, extractor=frozen)
     if config.edge_rings:
         model.edge_profile = fit_edge_profile(model, threshold_normals(plan), progress)
-    probe_fit = fit_defect_probe(model, plan, progress)
+    defects = calibration_defects(model, plan, progress)
+    probe_fit = fit_defect_probe(model, plan, defects)
     if probe_fit is not None:
         model.defect_probe = probe_fit.probe
     threshold, levels, normal_rows, normal_measures = choose_threshold(model, plan, progress)
-    defect_types = defect_type_descriptors(model, plan.calibration)
+    defect_types = defect_type_descriptors(defects)
     seconds = time.perf_counter() - started
     log.info(
         "anomaly model trained",
