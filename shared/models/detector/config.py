@@ -115,7 +115,14 @@ class DetectorConfig(BaseModel):
         ),
     )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train images held out when there is no validation split.")
-    box_loss_weight: float = Field(2.0, gt=0, description="Weight of the GIoU box loss against the class loss (FCOS uses 1, ATSS and GFL 2).")
+    box_loss_weight: float = Field(
+        2.0, gt=0,
+        description=(
+            "Weight of the GIoU box loss against the class loss (FCOS uses 1, ATSS and GFL 2). On NEU-DET (Intel Xeon "
+            "with AMX, 40-min budget) 4 gave test mAP@0.5 / @0.5:0.95 0.728 / 0.361 (validation 0.383) against 0.756 / "
+            "0.372 (0.394) with 2."
+        ),
+    )
     quality_focal: bool = Field(
         True,
         description=(
