@@ -119,8 +119,8 @@ class DetectorConfig(BaseModel):
         2.0, gt=0,
         description=(
             "Weight of the GIoU box loss against the class loss (FCOS uses 1, ATSS and GFL 2). On NEU-DET (Intel Xeon "
-            "with AMX, 40-min budget) 4 gave test mAP@0.5 / @0.5:0.95 0.728 / 0.361 (validation 0.383) against 0.756 / "
-            "0.372 (0.394) with 2."
+            "with AMX, 40-min budget) 4 gave test mAP@0.5 / @0.5:0.95 0.728 / 0.361 (validation 0.383) and 1 0.747 / "
+            "0.368 (0.390), against 0.756 / 0.372 (0.394) with 2."
         ),
     )
     quality_focal: bool = Field(
