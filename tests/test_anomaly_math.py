@@ -151,9 +151,12 @@ def test_f1_optimal_threshold_separates_separable_scores() -> None:
 
 
 def test_normal_quantile_threshold_states_quantile_and_margin() -> None:
-    threshold = normal_quantile_threshold(np.linspace(0.0, 10.0, 101))
+    threshold = normal_quantile_threshold(np.linspace(0.0, 10.0, 101), 0.99, 0.10)
     assert threshold.value == pytest.approx(9.9 * 1.1)
-    assert "0.99 quantile" in threshold.explanation and "10% margin" in threshold.explanation
+    assert "0.99 quantile" in threshold.explanation and "plus a 10% margin" in threshold.explanation
+    lowered = normal_quantile_threshold(np.linspace(0.0, 10.0, 101), 0.95, -0.05)
+    assert lowered.value == pytest.approx(9.5 * 0.95)
+    assert "0.95 quantile" in lowered.explanation and "minus a 5% margin" in lowered.explanation
 
 
 def test_pixel_auroc_is_one_for_perfect_and_half_for_flat_maps() -> None:

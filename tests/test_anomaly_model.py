@@ -107,6 +107,12 @@ def test_threshold_is_f1_optimal_with_labelled_anomalies_else_a_normal_quantile(
     assert "quantile" in manifest.thresholds["calibration"]["explanation"]
     assert manifest.config["defect_type_labels"] == []
     assert manifest.training_data["defect_probe"] is None  # no defect masks to learn from
+    # The plant sets how many good frames a normals-only threshold may flag.
+    sensitive_config = CONFIG.model_copy(update={"normal_quantile": 0.5, "normal_margin": -0.1})
+    sensitive = train_anomaly(normals_only, tmp_path / "sensitive", sensitive_config, progress=False).manifest
+    assert sensitive.thresholds["calibration"]["value"] < manifest.thresholds["calibration"]["value"]
+    assert "0.5 quantile" in sensitive.thresholds["calibration"]["explanation"]
+    assert "minus a 10% margin" in sensitive.thresholds["calibration"]["explanation"]
 
 
 def test_regions_carry_labelled_defect_types_when_anomalies_were_labelled(model: AnomalyModel) -> None:

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+# Quantile of held-back normal images' measures that sets the reference levels (and, by
+# default, the normals-only threshold: AnomalyConfig.normal_quantile).
 NORMAL_QUANTILE = 0.99
-NORMAL_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,16 @@ def f1_optimal_threshold(normal_scores: np.ndarray, anomaly_scores: np.ndarray) 
     )
 
 
-def normal_quantile_threshold(
-    normal_scores: np.ndarray, quantile: float = NORMAL_QUANTILE, margin: float = NORMAL_MARGIN
-) -> Threshold:
+def normal_quantile_threshold(normal_scores: np.ndarray, quantile: float, margin: float) -> Threshold:
     """Threshold from normal images the model did not train on: quantile * (1 + margin)."""
     base = float(np.quantile(normal_scores.astype(np.float64), quantile))
+    sign = "plus" if margin >= 0 else "minus"
     return Threshold(
         value=base * (1.0 + margin),
         method="normal_quantile",
         explanation=(
-            f"no labelled anomalies to calibrate on: {quantile:.2f} quantile of {len(normal_scores)} held-back "
-            f"normal image scores ({base:.4g}) plus a {margin:.0%} margin"
+            f"no labelled anomalies to calibrate on: {quantile:g} quantile of {len(normal_scores)} held-back "
+            f"normal image scores ({base:.4g}) {sign} a {abs(margin):.0%} margin"
         ),
         n_normal=len(normal_scores),
         n_anomaly=0,

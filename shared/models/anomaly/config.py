@@ -105,6 +105,23 @@ class AnomalyConfig(BaseModel):
     holdout_fraction: float = Field(
         0.15, gt=0.0, lt=1.0, description="Share of training normals held back to set the threshold when no calibration split exists."
     )
+    normal_quantile: float = Field(
+        0.99, ge=0.5, le=1.0,
+        description=(
+            "With no labelled anomalies to calibrate on, the threshold is this quantile of the held-back normal "
+            "images' scores, raised by normal_margin: how many good frames a line may flag is the plant's call. "
+            "Calibration on labelled anomalies (F1-optimal) ignores it. magnetic_tile's quickstart split (114 "
+            "held-back normals): 0.99 with margin 0.1 flagged 0 of 190 normal test tiles and caught 20 % of the "
+            "defective ones, 0.99 with no margin 2 and 52 %, 0.95 12 and 73 %, 0.9 19 and 83 % (docs/anomaly.md)."
+        ),
+    )
+    normal_margin: float = Field(
+        0.10, ge=-0.5, le=2.0,
+        description=(
+            "Share added to (or, negative, taken off) normal_quantile's score to make the threshold. It guards small "
+            "training sets: 30 normals hold back 4 or 5, whose 0.99 quantile is nearly their maximum."
+        ),
+    )
     batch_size: int = Field(8, ge=1, description="Images per backbone batch.")
     seed: int = 0
 

@@ -288,7 +288,10 @@ def choose_threshold(
         return f1_optimal_threshold(score(normals), score(anomalies)), levels, normal_rows, normals
     normals = measure_rows(model, normal_rows, progress, "held-back normals")
     levels = reference_levels(normals)
-    threshold = normal_quantile_threshold(np.array([levels.score(p, q) for p, q in normals]))
+    config = model.config
+    threshold = normal_quantile_threshold(
+        np.array([levels.score(p, q) for p, q in normals]), config.normal_quantile, config.normal_margin
+    )
     return threshold, levels, normal_rows, normals
 
 
