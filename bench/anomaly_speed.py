@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.config import prepare_torch_process
 from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.datasets.synth import generate_sample, synthesize_dataset
 from lineinspect.shared.datasets.synth.dataset import sample_rng
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
     args = parser.parse_args()
     configure_logging(level="WARNING")
-    apply_torch_threads()
+    prepare_torch_process()
     with tempfile.TemporaryDirectory() as scratch:
         manifest = synthesize_dataset(Path(scratch) / "train", IMAGE_TYPES, count=67, seed=1, size=args.size, anomaly_fraction=0.0)
         rows = [row.model_copy(update={"split": "train"}) for row in read_manifest(manifest)][:200]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.config import prepare_torch_process
 from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.datasets.split import SplitPlan, split_rows
 from lineinspect.shared.datasets.synth import generate_sample, synthesize_dataset
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--reviewer-package", type=Path, help="time this reviewer package (default: a briefly trained one)")
     args = parser.parse_args()
     configure_logging(level="WARNING")
-    apply_torch_threads()
+    prepare_torch_process()
     with tempfile.TemporaryDirectory() as scratch:
         mask_dir, reviewer_dir = args.mask_package, args.reviewer_package
         if mask_dir is None or reviewer_dir is None:

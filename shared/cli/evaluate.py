@@ -5,7 +5,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.config import prepare_torch_process
 from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.errors import DatasetError, LineinspectError
 
@@ -73,7 +73,7 @@ def _evaluate_mask(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.mask.evaluation import evaluate_masks, render_mask_report
     from lineinspect.shared.models.mask.inference import load_mask_finder
 
-    apply_torch_threads()
+    prepare_torch_process()
     rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.product_mask]
     if not rows:
         raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
@@ -99,7 +99,7 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.detector.evaluation import evaluate_detector, render_detector_report
     from lineinspect.shared.models.detector.inference import Detector
 
-    apply_torch_threads()
+    prepare_torch_process()
     changed = inference_overrides(args.overrides)
     rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.label != "unknown"]
     if not rows:
@@ -154,7 +154,7 @@ def _evaluate_reviewer(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.reviewer.evaluation import evaluate_reviewer
     from lineinspect.shared.models.reviewer.inference import Reviewer
 
-    apply_torch_threads()
+    prepare_torch_process()
     rows = [row for path in args.manifest for row in read_manifest(path) if row.split == args.split and row.product_mask]
     if not rows:
         raise DatasetError(f"no images with a product mask in split {args.split!r} of {', '.join(map(str, args.manifest))}")
@@ -199,7 +199,7 @@ def _evaluate_anomaly(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.anomaly.evaluation import evaluate_anomaly
     from lineinspect.shared.models.anomaly.inference import AnomalyModel
 
-    apply_torch_threads()
+    prepare_torch_process()
     rows = [row for row in read_manifest(args.manifest) if row.split == args.split]
     labelled = [row for row in rows if row.label in ("normal", "anomaly")]
     if not labelled:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from lineinspect.shared.config import apply_torch_threads
+from lineinspect.shared.config import prepare_torch_process
 from lineinspect.shared.datasets.manifest import read_manifest
 from lineinspect.shared.errors import LineinspectError
 
@@ -90,7 +90,7 @@ def _train_mask(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.mask.config import MaskConfig
     from lineinspect.shared.models.mask.training import train_mask
 
-    apply_torch_threads()
+    prepare_torch_process()
     config = parse_overrides(args.overrides, MaskConfig)
     rows = [row for path in args.manifest for row in read_manifest(path)]
     package = train_mask(rows, args.out, config, progress=not args.no_progress,
@@ -107,7 +107,7 @@ def _train_reviewer(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.reviewer.config import ReviewerConfig
     from lineinspect.shared.models.reviewer.training import train_reviewer
 
-    apply_torch_threads()
+    prepare_torch_process()
     config = parse_overrides(args.overrides, ReviewerConfig)
     rows = [row for path in args.manifest for row in read_manifest(path)]
     package = train_reviewer(rows, args.out, config, progress=not args.no_progress,
@@ -123,7 +123,7 @@ def _train_detector(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.detector.config import DetectorConfig
     from lineinspect.shared.models.detector.training import train_detector
 
-    apply_torch_threads()
+    prepare_torch_process()
     config = parse_overrides(args.overrides, DetectorConfig)
     rows = [row for path in args.manifest for row in read_manifest(path)]
     package = train_detector(rows, args.out, config, progress=not args.no_progress,
@@ -158,7 +158,7 @@ def _train_anomaly(args: argparse.Namespace) -> int:
     from lineinspect.shared.models.anomaly.config import AnomalyConfig
     from lineinspect.shared.models.anomaly.training import MIN_PROBE_IMAGES, train_anomaly
 
-    apply_torch_threads()
+    prepare_torch_process()
     config = parse_overrides(args.overrides, AnomalyConfig)
     rows = read_manifest(args.manifest)
     package = train_anomaly(

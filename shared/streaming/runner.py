@@ -5,7 +5,7 @@ import importlib
 
 import redis
 
-from lineinspect.shared.config import Settings, apply_torch_threads
+from lineinspect.shared.config import Settings, prepare_torch_process
 from lineinspect.shared.errors import LineinspectError
 from lineinspect.shared.streaming.clients import largest_output_bytes, make_consumer, make_producer
 from lineinspect.shared.streaming.health import StageHealth, member_name
@@ -26,7 +26,7 @@ def group_id(settings: Settings, stage: str) -> str:
 
 
 def stage_loop(name: str, settings: Settings) -> StageLoop:
-    apply_torch_threads()
+    prepare_torch_process()
     redis_client = redis.Redis.from_url(settings.redis_url)
     topics = Topics(settings.topic_prefix)
     ensure_topics(settings, topics)
