@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Builds the memory bank from normal images of split 'train'. The threshold is F1-optimal on split "
             "'calibration' when it holds labelled anomalies, else a quantile of held-back training normals plus a margin "
-            "(defaults --set normal_quantile=0.99 --set normal_margin=0.1; lower them to flag more frames)."
+            "(--set normal_quantile=Q --set normal_margin=M; lower them to flag more frames)."
         ),
     )
     anomaly.add_argument("--manifest", type=Path, required=True, help="manifest with a 'train' split")

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-# Quantile of held-back normal images' measures that sets the reference levels (and, by
-# default, the normals-only threshold: AnomalyConfig.normal_quantile).
+# Quantile of held-back normal images' measures that sets the reference levels. (The
+# normals-only threshold's quantile is a setting of its own: AnomalyConfig.normal_quantile.)
 NORMAL_QUANTILE = 0.99
 
 
