@@ -14,7 +14,7 @@ import torch
 
 from lineinspect.shared.datasets.manifest import ManifestRow, read_manifest
 from lineinspect.shared.models.backbone import EncoderFineTuning
-from lineinspect.shared.models.detector.augment import mosaic, resized
+from lineinspect.shared.models.detector.augment import augment, mosaic, resized
 from lineinspect.shared.models.detector.boxes import (
     ALIGNED_TOP_K,
     assign,
@@ -181,6 +181,45 @@ def test_a_mosaic_keeps_the_boxes_of_its_four_pieces_on_their_defects() -> None:
                 assert set(np.unique(inside)) <= {40 * source + 20, 40 * source + 30}
             else:
                 assert (inside == 40 * source + 30).all()
+
+
+def test_augmented_frames_keep_their_box_on_the_defect_in_every_orientation() -> None:
+    """A bright rectangle twice as wide as tall, with its box: every augmented variant
+    (flips, zoom, and with transpose on, mirroring about the diagonal) still boxes the
+    rectangle, and with transpose on the rectangle is also seen lying on its side. Each flip
+    comes only in the share asked for."""
+    size = 96
+    image = np.full((size, size, 3), 30, np.uint8)
+    image[38:58, 28:68] = 230  # 40 wide, 20 tall: inside the frame after any zoom
+    boxes = np.array([[28, 38, 68, 58]], np.float32)
+    shapes = set()
+    for seed in range(60):
+        frame, moved, labels = augment(image, boxes, np.array([3]), np.random.default_rng(seed), transpose=0.5)
+        assert frame.shape == image.shape and labels.tolist() == [3]
+        x1, y1, x2, y2 = np.round(moved[0]).astype(int)
+        bright = frame[..., 0] > frame[..., 0].min() + 60
+        rows, cols = np.nonzero(bright)
+        assert abs(cols.min() - x1) <= 1 and abs(cols.max() + 1 - x2) <= 1
+        assert abs(rows.min() - y1) <= 1 and abs(rows.max() + 1 - y2) <= 1
+        shapes.add("wide" if x2 - x1 > y2 - y1 else "tall")
+    assert shapes == {"wide", "tall"}
+    for seed in range(20):
+        _, moved, _ = augment(image, boxes, np.array([3]), np.random.default_rng(seed))
+        assert moved[0, 2] - moved[0, 0] > moved[0, 3] - moved[0, 1]  # no transpose by default
+    # Flips come only in the shares asked for: the frame's bright top-left quarter shows in the
+    # corner the flips put it in (a zoom-in keeps every corner's pixel from its own quarter).
+    top_left_lit = np.zeros((size, size, 3), np.uint8)
+    top_left_lit[: size // 2, : size // 2] = 200
+    no_box = np.zeros((0, 4), np.float32)
+    for left_right, up_down in ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5)):
+        corners = set()
+        for seed in range(40):
+            frame = augment(top_left_lit, no_box, np.zeros(0), np.random.default_rng(seed), left_right=left_right, up_down=up_down)[0]
+            lit = [(top, left) for top in (True, False) for left in (True, False) if frame[0 if top else -1, 0 if left else -1, 0] > 100]
+            assert len(lit) == 1
+            corners.add(lit[0])
+        assert {left for _, left in corners} == ({True, False} if left_right else {True})
+        assert {top for top, _ in corners} == ({True, False} if up_down else {True})
 
 
 def test_training_frames_are_mosaics_in_the_share_asked_for() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from lineinspect.services import SERVICES
 from lineinspect.services.camera.changes import LOOK_CHANGES as LOOK_CHANGE_NAMES
 from lineinspect.shared.cli.line import add_connection_options, settings_from
-from lineinspect.shared.config import Settings
+from lineinspect.shared.config import Settings, prepare_torch_process
 from lineinspect.shared.errors import LineinspectError
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lineinspect" / "demo"
@@ -136,6 +136,7 @@ def _packages(args: argparse.Namespace, use_demo: bool) -> Path | None:
     if getattr(args, "packages", None) is not None:
         return args.packages
     if use_demo:
+        prepare_torch_process()  # the first run trains the demo's models in this process
         return demo_packages(args.cache if hasattr(args, "cache") else DEFAULT_CACHE,
                              TINY if getattr(args, "training", "standard") == "tiny" else STANDARD)
     return None

@@ -1,5 +1,6 @@
-"""Training augmentation for the detector: flips and a zoom-in crop applied to image and boxes
-alike (no rotation, so boxes stay tight; no zoom-out, whose reflected borders would show
+"""Training augmentation for the detector: flips, optionally a mirror about the diagonal (with
+the flips, quarter turns) and a zoom-in crop applied to image and boxes alike (no other
+rotation, so boxes stay tight; no zoom-out, whose reflected borders would show
 copies of defects without boxes), brightness and contrast to the image only, and a mosaic
 of four images. Works on (S, S) uint8 BGR images and (M, 4) float boxes already at input size."""
 
@@ -57,13 +58,22 @@ def mosaic(samples: Sequence[Sample], rng: np.random.Generator) -> Sample:
     return frame, np.concatenate(boxes_out).reshape(-1, 4), np.concatenate(labels_out)
 
 
-def augment(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sample:
+def augment(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+    transpose: float = 0.0, left_right: float = 0.5, up_down: float = 0.5,
+) -> Sample:
+    """A random variant of one training frame: flipped left-right and upside down in those
+    shares; with `transpose` > 0, that share of frames is also mirrored about its diagonal
+    (with both flips, every quarter turn: boxes stay tight)."""
     size = image.shape[0]
     boxes = boxes.astype(np.float32).copy()
-    if rng.random() < 0.5:
+    if transpose > 0 and rng.random() < transpose:
+        image = image.transpose(1, 0, *range(2, image.ndim))
+        boxes = boxes[:, [1, 0, 3, 2]]
+    if rng.random() < left_right:
         image = image[:, ::-1]
         boxes[:, [0, 2]] = size - boxes[:, [2, 0]]
-    if rng.random() < 0.5:
+    if rng.random() < up_down:
         image = image[::-1]
         boxes[:, [1, 3]] = size - boxes[:, [3, 1]]
     if rng.random() < 0.7:
