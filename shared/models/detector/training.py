@@ -271,7 +271,8 @@ def train_detector(
         batches = 0
         for start in range(0, len(order), config.batch_size):
             mosaics = config.mosaic if training_progress(step, total_steps, stopping) < MOSAIC_ENDS_AT else 0.0
-            picked = [augment(*training_sample(train, int(i), mosaics, rng), rng, config.transpose, config.left_right_flip, config.up_down_flip)
+            picked = [augment(*training_sample(train, int(i), mosaics, rng), rng, transpose=config.transpose,
+                              left_right=config.left_right_flip, up_down=config.up_down_flip)
                       for i in order[start : start + config.batch_size]]
             side = int(rng.choice(sizes)) if len(sizes) > 1 else size
             picked = [resized(sample, side) for sample in picked]
