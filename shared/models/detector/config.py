@@ -83,7 +83,7 @@ class DetectorConfig(BaseModel):
         0.5, ge=0, le=1,
         description=(
             "Share of training frames flipped upside down. On NEU-DET (EPYC Zen 5, 40 epochs in 34 min) 0 gave test "
-            "mAP@0.5 / @0.5:0.95 0.737 / 0.373 against 0.753 / 0.375 with 0.5, though validation rose 0.392 -> 0.410."
+            "mAP@0.5 / @0.5:0.95 0.737 / 0.373 against 0.753 / 0.375 with 0.5 (the same day), though validation rose 0.392 -> 0.410."
         ),
     )
     transpose: float = Field(
@@ -92,9 +92,9 @@ class DetectorConfig(BaseModel):
             "Share of training frames mirrored about their diagonal; with the left-right and up-down flips "
             "every quarter turn is then seen, and boxes stay tight (0 = off; for parts whose defects have no "
             "direction). On NEU-DET (EPYC Zen 5, 40 epochs in 34 min) 0.5 gave test mAP@0.5 / @0.5:0.95 0.748 / 0.361 "
-            "(validation 0.372) against 0.753 / 0.375 (0.392) without on an earlier day; AP@0.5:0.95 of rolled-in scale "
-            "0.231, inclusion 0.357, patches 0.541, where Zen 4 defaults gave 0.264, 0.382, 0.569: which way a defect "
-            "lies on the strip is evidence."
+            "(validation 0.372) against 0.753 / 0.375 (0.392) without on the same day; AP@0.5:0.95 of rolled-in scale "
+            "0.272 -> 0.231, inclusion 0.397 -> 0.357, patches 0.561 -> 0.541: which way a defect lies on the strip "
+            "is evidence."
         ),
     )
     multi_scale: float = Field(
