@@ -67,6 +67,7 @@ def augment(
     (with both flips, every quarter turn: boxes stay tight)."""
     size = image.shape[0]
     boxes = boxes.astype(np.float32).copy()
+    # Off draws nothing, so seeded trainings without it see the same frames as before it existed.
     if transpose > 0 and rng.random() < transpose:
         image = image.transpose(1, 0, *range(2, image.ndim))
         boxes = boxes[:, [1, 0, 3, 2]]
