@@ -54,6 +54,28 @@ def test_the_setting_chooses_how_networks_are_prepared(precision_setting) -> Non
     assert isinstance(frozen_for_inference(features, example), Bf16Inference)
 
 
+def test_float32_form_has_the_symmetric_paddings_in_its_convolutions_and_leaves_the_module_alone(precision_setting) -> None:
+    precision_setting("float32")
+    torch.manual_seed(0)
+    features = Lite0Features((4, 10), pretrained=True).eval()
+    images = torch.randn(2, 3, 96, 96)
+    paddings = [m for m in features.modules() if isinstance(m, torch.nn.ZeroPad2d)]
+    one_sided = [p for p in paddings if p.padding[0] != p.padding[1] or p.padding[2] != p.padding[3]]
+    assert len(one_sided) < len(paddings), "Lite0 should have symmetric 'same' paddings to fold"
+    with torch.inference_mode():
+        expected = features(images)
+        frozen = frozen_for_inference(features, images[:1])
+        result = frozen(images)
+    # Only the one-sided paddings of stride-2 convolutions are still separate ops.
+    explicit = [n for n in frozen.graph.nodes() if n.kind() in ("aten::pad", "aten::constant_pad_nd")]
+    assert len(explicit) == len(one_sided)
+    # The caller's module is untouched (training goes on with it) and the numbers are the same.
+    assert [m for m in features.modules() if isinstance(m, torch.nn.ZeroPad2d)] == paddings
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in features.modules())
+    for reference, output in zip(expected, result):
+        assert torch.allclose(reference, output, rtol=1e-4, atol=1e-4 * float(reference.abs().max()))
+
+
 def test_bfloat16_inference_gives_float32_features_close_to_float32() -> None:
     torch.manual_seed(0)
     features = Lite0Features((4, 10), pretrained=True).eval()
