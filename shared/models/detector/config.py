@@ -31,7 +31,9 @@ class DetectorConfig(BaseModel):
             "images/s and 192 0.675 / 0.295. With the GFL/ATSS defaults on the EPYC (learning rate 2e-3), 320 gave 0.732 / 0.348 at 59 "
             "images/s (26 epochs) and 384 0.708 / 0.330 at 35 images/s (17 epochs). With today's defaults (6e-3, encoder "
             "share 0.5) 352 gave 0.731 / 0.361 (validation 0.749 / 0.405) at 51 images/s in 22 epochs, against 0.750 / "
-            "0.375 (0.737 / 0.401) at 63 images/s in 28 with 320 on the same day."
+            "0.375 (0.737 / 0.401) at 63 images/s in 28 with 320 on the same day. "
+            "Without native bfloat16 use 256: on a 2-core AVX2 EPYC (float32, 40-min budget) it gave 0.756 / 0.373 at "
+            "34 images/s in 21 epochs, where 320 gave 0.685 / 0.309 at 12 images/s in 8 (docs/detector.md)."
         ),
     )
     fpn_channels: int = Field(
