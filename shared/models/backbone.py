@@ -133,15 +133,20 @@ def frozen_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     if uses_bf16():
         return Bf16Inference(folded)
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(folded, example, check_trace=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        return torchscript_frozen(folded, example)
     except Exception as exc:  # any TorchScript failure: eager mode computes the same numbers
         from lineinspect.shared.logs import get_logger
 
         get_logger(__name__).warning("torchscript freeze failed; using eager mode", error=str(exc))
         return folded
+
+
+def torchscript_frozen(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """The module (in eval mode) traced on `example`, frozen and optimised for oneDNN, as it is."""
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example, check_trace=False)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
 # (convolution, batch norm) attribute pairs of Lite0's MBConv blocks.
