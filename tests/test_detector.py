@@ -32,7 +32,7 @@ from lineinspect.shared.models.detector.boxes import (
 from lineinspect.shared.models.detector.config import FCOS_SETTINGS, DetectorConfig
 from lineinspect.shared.models.detector.inference import Detector, network_outputs
 from lineinspect.shared.models.detector.metrics import Box, coco_metrics
-from lineinspect.shared.models.detector.torch_model import DetectorNet, detection_loss, distribution_focal_loss
+from lineinspect.shared.models.detector.torch_model import DetectorNet, complete_iou, detection_loss, distribution_focal_loss, pairwise_iou
 from lineinspect.shared.models.detector.training import BoxedImages, split_for_training, train_detector, training_sample, training_sizes
 from lineinspect.shared.models.package import save_package
 from planted import DEFECT_TYPES, planted_frame
@@ -355,6 +355,43 @@ def test_score_weighting_fits_hardest_the_boxes_the_network_is_surest_of() -> No
     assert box_loss(0.9, "centreness") == pytest.approx(box_loss(0.1, "centreness"))
     with pytest.raises(ValueError, match="box_weighting"):
         box_loss(0.5, "area")
+
+
+def test_complete_iou_also_counts_the_centre_gap_and_the_shape_gap() -> None:
+    truth = torch.tensor([[0.0, 0.0, 20.0, 20.0]] * 4)
+    predicted = torch.tensor([
+        [0.0, 0.0, 20.0, 20.0],  # the truth
+        [5.0, 5.0, 15.0, 15.0],  # inside it, same centre and shape: IoU 0.25
+        [0.0, 0.0, 10.0, 10.0],  # inside it in a corner: IoU 0.25, centre 5 px off each way
+        [0.0, 7.5, 20.0, 12.5],  # same centre, a flat strip: IoU 0.25
+    ])
+    iou, giou = pairwise_iou(predicted, truth)
+    ciou = complete_iou(predicted, truth, iou)
+    assert iou.tolist() == pytest.approx([1.0, 0.25, 0.25, 0.25])
+    # GIoU cannot tell these apart: each lies inside the truth.
+    assert giou.tolist() == pytest.approx(iou.tolist())
+    assert ciou[0] == pytest.approx(1.0) and ciou[1] == pytest.approx(0.25)
+    # Centre gap (50 px^2) over the enclosing box's squared diagonal (800 px^2).
+    assert ciou[2] == pytest.approx(0.25 - 50 / 800)
+    assert ciou[3] < 0.25
+
+
+def test_the_ciou_box_loss_is_larger_for_an_off_centre_box() -> None:
+    where = locations(SIZE, (8, 16, 32))
+    targets = [assign(where, torch.tensor([[16.0, 16.0, 48.0, 48.0]]), torch.tensor([1]), centre_radius=1.5)]
+    positive = targets[0].labels >= 0
+    # Every positive location predicts the box shrunk to its top-left quarter.
+    shrunk = targets[0].distances.clone()
+    shrunk[:, 2:] -= 16
+    distances = torch.where(positive[:, None], shrunk, torch.zeros_like(shrunk))[None]
+    logits = torch.zeros(1, len(positive), 2)
+    centres = torch.zeros(1, len(positive))
+
+    def box_loss(box_overlap: str) -> float:
+        return float(detection_loss((logits, distances, centres), targets, where, box_overlap=box_overlap)["boxes"])
+
+    assert box_loss("giou") == pytest.approx(0.75, abs=1e-4)
+    assert box_loss("ciou") == pytest.approx(0.75 + 128 / 2048, abs=1e-4)
 
 
 def test_distance_bins_learn_each_side_as_a_distribution_around_the_true_distance() -> None:

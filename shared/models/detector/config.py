@@ -144,6 +144,13 @@ class DetectorConfig(BaseModel):
             "0.368 (0.390), against 0.756 / 0.372 (0.394) with 2."
         ),
     )
+    box_overlap: Literal["giou", "ciou"] = Field(
+        "giou",
+        description=(
+            "The box loss: 1 - GIoU (FCOS, ATSS, GFL) or 1 - CIoU, which adds the gap between the boxes' centres "
+            "(over the enclosing box's diagonal) and between their aspect ratios (YOLOv5, YOLOv8)."
+        ),
+    )
     quality_focal: bool = Field(
         True,
         description=(

@@ -149,6 +149,21 @@ def pairwise_iou(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
     return iou, iou - (hull - union) / hull.clamp_min(1e-6)
 
 
+def complete_iou(predicted: torch.Tensor, target: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
+    """CIoU (Zheng et al. 2020, as YOLOv5 and YOLOv8 use it) of each predicted box with its
+    target: the IoU less the squared centre distance over the enclosing box's squared diagonal,
+    less an aspect-ratio term that counts once the boxes overlap."""
+    hull = torch.maximum(predicted[:, 2:], target[:, 2:]) - torch.minimum(predicted[:, :2], target[:, :2])
+    diagonal = hull.pow(2).sum(1).clamp_min(1e-6)
+    centre_gap = ((predicted[:, :2] + predicted[:, 2:]) - (target[:, :2] + target[:, 2:])).pow(2).sum(1) / 4
+    size_p = (predicted[:, 2:] - predicted[:, :2]).clamp_min(1e-6)
+    size_t = (target[:, 2:] - target[:, :2]).clamp_min(1e-6)
+    shape_gap = (4 / torch.pi**2) * (torch.atan(size_t[:, 0] / size_t[:, 1]) - torch.atan(size_p[:, 0] / size_p[:, 1])).pow(2)
+    with torch.no_grad():
+        trade_off = shape_gap / (1 - iou + shape_gap).clamp_min(1e-6)
+    return iou - centre_gap / diagonal - trade_off * shape_gap
+
+
 def distribution_focal_loss(side_logits: torch.Tensor, target_strides: torch.Tensor) -> torch.Tensor:
     """Per-location DFL (GFL): cross-entropy of each side's bins against the two bins either
     side of the true distance (in strides), weighted by nearness; mean over the four sides."""
@@ -180,6 +195,7 @@ def detection_loss(
     box_weight: float = 1.0,
     quality_focal: bool = False,
     box_weighting: str = "centreness",
+    box_overlap: str = "giou",
 ) -> dict[str, torch.Tensor]:
     """FCOS losses of a batch, each normalised by the number of positive locations. With
     `quality_focal` the class score of a positive location learns the IoU of its predicted
@@ -189,7 +205,8 @@ def detection_loss(
     centre-ness of its place in the box (FCOS, ATSS) or, with `box_weighting="score"`, by its
     own highest class probability (GFL): the boxes that will be kept are the ones to fit.
     Targets of the task-aligned assignment carry their own soft class targets and box
-    weights (TOOD's normalised alignment), which take the place of both."""
+    weights (TOOD's normalised alignment), which take the place of both. The box loss is
+    1 - GIoU or, with `box_overlap="ciou"`, 1 - CIoU."""
     class_logits, distances, centre_logits = outputs[:3]
     aligned = all(t.alignment is not None for t in targets)
     labels = torch.stack([t.labels for t in targets])  # (N, P)
@@ -213,7 +230,8 @@ def detection_loss(
                 class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
             box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
         box_weights = box_weights / box_weights.sum().clamp_min(1e-6)
-        losses = {"boxes": ((1 - giou) * box_weights).sum()}
+        overlap = complete_iou(predicted_boxes, target_boxes, iou) if box_overlap == "ciou" else giou
+        losses = {"boxes": ((1 - overlap) * box_weights).sum()}
         if len(outputs) > 3:
             strides = where.strides[None].expand(labels.shape[0], -1)[positive]
             sides = distribution_focal_loss(outputs[3][positive], target_distances[positive] / strides[:, None])

@@ -282,7 +282,7 @@ def train_detector(
             with autocast():
                 outputs = float32_outputs(network.forward_for_training(batch))
             targets = batch_targets(picked, batch_where, outputs, config, training_progress(step, total_steps, stopping))
-            loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal, config.box_weighting)
+            loss = detection_loss(outputs, targets, batch_where, config.box_loss_weight, config.quality_focal, config.box_weighting, config.box_overlap)
             optimiser.zero_grad()
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
