@@ -392,6 +392,8 @@ def test_the_ciou_box_loss_is_larger_for_an_off_centre_box() -> None:
 
     assert box_loss("giou") == pytest.approx(0.75, abs=1e-4)
     assert box_loss("ciou") == pytest.approx(0.75 + 128 / 2048, abs=1e-4)
+    with pytest.raises(ValueError, match="box_overlap"):
+        box_loss("diou")
 
 
 def test_distance_bins_learn_each_side_as_a_distribution_around_the_true_distance() -> None:

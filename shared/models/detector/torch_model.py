@@ -230,6 +230,8 @@ def detection_loss(
                 class_targets[positive] *= iou.detach().clamp_min(0)[:, None]
             box_weights = box_weights_of(box_weighting, centre_target, class_logits[positive])
         box_weights = box_weights / box_weights.sum().clamp_min(1e-6)
+        if box_overlap not in ("giou", "ciou"):
+            raise ValueError(f"box_overlap is 'giou' or 'ciou', got {box_overlap!r}")
         overlap = complete_iou(predicted_boxes, target_boxes, iou) if box_overlap == "ciou" else giou
         losses = {"boxes": ((1 - overlap) * box_weights).sum()}
         if len(outputs) > 3:
